@@ -32,6 +32,8 @@ WEIGHTS_NAME = "adapter_model.safetensors"
 PICKLE_NAME = "adapter_model.bin"
 PROVENANCE_KEY = "loraport"
 
+_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
+
 _KEY = re.compile(r"^(?:base_model\.model\.)?(?P<mod>.+)\.lora_(?P<ab>[AB])(?:\.[A-Za-z0-9_]+)?\.weight$")
 
 
@@ -47,6 +49,8 @@ class Adapter:
     provenance: dict[str, Any] = field(default_factory=dict)
     _keys: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)  # module -> (A key, B key)
     _tensors: dict[str, torch.Tensor] | None = field(default=None, repr=False)  # in-memory (.bin)
+    _header: dict[str, Any] = field(default_factory=dict, repr=False)  # safetensors header
+    _data_start: int = 0
 
     @property
     def modules(self) -> list[str]:
@@ -66,13 +70,33 @@ class Adapter:
         if self._tensors is not None:
             A, B = self._tensors[ka], self._tensors[kb]
         else:
-            with safe_open(self.path / WEIGHTS_NAME, framework="pt") as fh:
-                A, B = fh.get_tensor(ka), fh.get_tensor(kb)
+            with open(self.path / WEIGHTS_NAME, "rb") as fh:
+                A, B = self._read(fh, ka), self._read(fh, kb)
         A, B = A.float(), B.float()
         for key, t in ((ka, A), (kb, B)):
             if not torch.isfinite(t).all():
                 raise AdapterError(f"{self.weights_file}: tensor {key} contains NaN or Inf")
         return A, B
+
+    def _read(self, fh: Any, key: str) -> torch.Tensor:
+        # One pread per tensor at the offsets in the safetensors header: no mmap, so the process holds
+        # only the tensors in hand (ports stream tens of adapters of 100+ MB each).
+        info = self._header[key]
+        start, stop = info["data_offsets"]
+        buf = bytearray(stop - start)
+        fh.seek(self._data_start + start)
+        if fh.readinto(buf) != len(buf):
+            raise AdapterError(f"{self.path / WEIGHTS_NAME}: truncated at tensor {key}")
+        dtype = _DTYPES.get(info["dtype"])
+        if dtype is None:
+            raise AdapterError(
+                f"{self.path / WEIGHTS_NAME}: tensor {key} has unsupported dtype {info['dtype']}"
+            )
+        return (
+            torch.frombuffer(buf, dtype=dtype).reshape(info["shape"])
+            if buf
+            else torch.zeros(info["shape"], dtype=dtype)
+        )
 
     def lowrank(self, module: str) -> LowRank:
         A, B = self.factors(module)
@@ -135,6 +159,10 @@ def load_adapter(path: str | Path, *, allow_pickle: bool = False) -> Adapter:
                 meta = fh.metadata() or {}
         except Exception as e:  # safetensors raises several types for truncated/corrupt files
             raise AdapterError(f"{wpath}: unreadable safetensors ({type(e).__name__}: {e})") from None
+        header, data_start = _read_header(wpath)
+        for k, info in header.items():
+            if info["dtype"] not in _DTYPES:
+                raise AdapterError(f"{wpath}: tensor {k} has unsupported dtype {info['dtype']}")
         if PROVENANCE_KEY in meta:
             try:
                 provenance = json.loads(meta[PROVENANCE_KEY])
@@ -151,6 +179,7 @@ def load_adapter(path: str | Path, *, allow_pickle: bool = False) -> Adapter:
             raise AdapterError(f"{path / PICKLE_NAME}: unreadable ({type(e).__name__}: {e})") from None
         keys = list(tensors)
         shapes = {k: tuple(v.shape) for k, v in tensors.items()}
+        header, data_start = {}, 0
     else:
         raise AdapterError(f"{wpath}: missing")
 
@@ -172,10 +201,14 @@ def load_adapter(path: str | Path, *, allow_pickle: bool = False) -> Adapter:
             raise AdapterError(f"{wpath}: module {mod} has no {missing} tensor")
         sa, sb = shapes[ab["A"]], shapes[ab["B"]]
         if len(sa) != 2 or len(sb) != 2 or sa[0] != sb[1]:
-            raise AdapterError(f"{wpath}: module {mod} has lora_A {list(sa)} and lora_B {list(sb)} of mismatched rank")
+            raise AdapterError(
+                f"{wpath}: module {mod} has lora_A {list(sa)} and lora_B {list(sb)} of mismatched rank"
+            )
         r_cfg = int(_pattern_value(config.get("rank_pattern") or {}, mod, config["r"]))
         if sa[0] != r_cfg:
-            raise AdapterError(f"{cfg_path}: field r={r_cfg} disagrees with {mod} in {WEIGHTS_NAME} (rank {sa[0]})")
+            raise AdapterError(
+                f"{cfg_path}: field r={r_cfg} disagrees with {mod} in {WEIGHTS_NAME} (rank {sa[0]})"
+            )
         if not _targets_match(config.get("target_modules"), mod):
             raise AdapterError(
                 f"{cfg_path}: field target_modules={config.get('target_modules')!r} does not cover {mod} found in the weights"
@@ -185,7 +218,15 @@ def load_adapter(path: str | Path, *, allow_pickle: bool = False) -> Adapter:
         scalings[mod] = _scaling(alpha, sa[0], rslora)
         dshapes[mod] = (sb[0], sa[1])
         kmap[mod] = (ab["A"], ab["B"])
-    return Adapter(path, config, ranks, scalings, dshapes, provenance, kmap, tensors)
+    return Adapter(path, config, ranks, scalings, dshapes, provenance, kmap, tensors, header, data_start)
+
+
+def _read_header(path: Path) -> tuple[dict[str, Any], int]:
+    with open(path, "rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(n))
+    header.pop("__metadata__", None)
+    return header, 8 + n
 
 
 def _natural_key(name: str) -> list[Any]:

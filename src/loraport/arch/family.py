@@ -25,7 +25,12 @@ from loraport.errors import AdapterError, ArchError, closest
 
 ROLES = ("q", "k", "v", "o", "gate", "up", "down")
 
-_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv}
+_BINOPS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.FloorDiv: operator.floordiv,
+}
 
 
 def _eval_dim(expr: str, env: dict[str, Any]) -> Any:
@@ -94,7 +99,11 @@ def families() -> dict[str, Family]:
             continue
         d = yaml.safe_load(f.read_text())
         fam = Family(
-            d["family"], tuple(d["model_types"]), d["layer_prefix"], d["num_layers"], dict(d["dims"]),
+            d["family"],
+            tuple(d["model_types"]),
+            d["layer_prefix"],
+            d["num_layers"],
+            dict(d["dims"]),
             tuple(d["modules"]),
         )
         out[fam.name] = fam
@@ -106,7 +115,9 @@ def family_for_model_type(model_type: str) -> Family:
         if model_type in fam.model_types:
             return fam
     known = [mt for f in families().values() for mt in f.model_types]
-    raise ArchError(f"model_type {model_type!r} has no family file{closest(model_type, known)}; known: {', '.join(sorted(known))}")
+    raise ArchError(
+        f"model_type {model_type!r} has no family file{closest(model_type, known)}; known: {', '.join(sorted(known))}"
+    )
 
 
 class Arch:

@@ -19,7 +19,7 @@ def relative_depth(n_source: int, n_target: int, **_: object) -> list[int]:
         raise ArchError(f"layer counts must be positive, got {n_source} and {n_target}")
     if n_target == 1:
         return [0]
-    return [round(l * (n_source - 1) / (n_target - 1)) for l in range(n_target)]
+    return [round(t * (n_source - 1) / (n_target - 1)) for t in range(n_target)]
 
 
 def layer_map(n_source: int, n_target: int, strategy: str = "relative", **ctx: object) -> list[int]:

@@ -1,0 +1,291 @@
+"""The port-method registry. Each anchor method turns Gram matrices into weights over target anchors.
+
+| method                | regresses on                                                | scope      |
+|-----------------------|-------------------------------------------------------------|------------|
+| mean                  | nothing: the average target anchor                          | global     |
+| global_ridge          | whole flattened ΔW_X → whole ΔW_Y (kernel ridge, linear)    | global     |
+| pertensor_ridge       | ΔW_X of the paired tensor → ΔW_Y of each tensor             | per tensor |
+| topk_global_ridge     | as global_ridge, on the K anchors most cosine-similar       | global     |
+| topk_pertensor_ridge  | as pertensor_ridge, on the K most similar (global cosine)   | per tensor |
+| procrustes            | scaled orthogonal map between the centred anchor clouds     | global     |
+| pertensor_pca         | top PCA coordinates of ΔW_X → of ΔW_Y, per tensor (ridge)   | per tensor |
+| pertensor_mlp         | the same coordinates through a small MLP, per tensor        | per tensor |
+| copy                  | identity, when source and target shapes are identical       | —          |
+
+A tensor is a logical projection "layer.role" (fused qkv/gate_up are split by rows); a target tensor
+at layer l pairs with the source tensor of the same role at the layer given by the layer map.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from loraport.errors import MethodError, closest
+from loraport.port import numerics as nx
+from loraport.registry import Registry
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PortMethod:
+    name: ClassVar[str]
+    scope: ClassVar[Literal["global", "pertensor", "none"]] = "global"
+    needs: ClassVar[str] = "anchors"
+    summary: ClassVar[str] = ""
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(self, **options: Any) -> None:
+        try:
+            self.opts = self.Options(**options)
+        except ValidationError as e:
+            err = e.errors()[0]
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            if err["type"] == "extra_forbidden":
+                valid = list(self.Options.model_fields)
+                hint = closest(field, valid) or (
+                    f" (valid: {', '.join(valid)})" if valid else " (it takes none)"
+                )
+                raise MethodError(f"method {self.name!r} has no option {field!r}{hint}") from None
+            raise MethodError(f"method {self.name!r}: option {field}: {err['msg']}") from None
+
+    def options(self) -> dict[str, Any]:
+        return self.opts.model_dump()
+
+    # -- fitting: one state per scope key from the source and target Grams --------------------
+    def fit_key(self, Kx: torch.Tensor, Ky: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"Kx": Kx, "Ky": Ky}
+
+    def fit_all(self, grams: dict[str, tuple[torch.Tensor, torch.Tensor]], seed: int) -> dict[str, dict]:
+        return {key: self.fit_key(Kx, Ky) for key, (Kx, Ky) in grams.items()}
+
+    # -- applying -----------------------------------------------------------------------------
+    def select(self, Kx: torch.Tensor, k: torch.Tensor, kxx: float) -> torch.Tensor | None:
+        """Indices of the anchors this input uses (None: all)."""
+        return None
+
+    def weights(
+        self, state: dict[str, torch.Tensor], k: torch.Tensor, sel: torch.Tensor | None
+    ) -> torch.Tensor:
+        return nx.linear_weights(state["T"], state["Kx"], k)
+
+
+METHODS: Registry[type[PortMethod]] = Registry("port method", MethodError)
+
+
+def get_method(name: str, **options: Any) -> PortMethod:
+    return METHODS.get(name)(**options)
+
+
+def _register(cls: type[PortMethod]) -> type[PortMethod]:
+    METHODS.add(cls.name, cls)
+    return cls
+
+
+@_register
+class Mean(PortMethod):
+    name = "mean"
+    summary = "average of the target anchors; ignores the input (the baseline every method must beat)"
+
+    def fit_key(self, Kx, Ky):
+        return {"Kx": Kx}
+
+    def weights(self, state, k, sel):
+        n = len(k)
+        return torch.full((n,), 1.0 / n, dtype=torch.float64)
+
+
+class RidgeOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # "auto": relative penalty chosen per fitted Gram by exact leave-one-out error over the anchors
+    # (grid 1e-4 … 1e2 × mean eigenvalue); a float fixes it.
+    ridge: float | Literal["auto"] = "auto"
+
+
+class _Ridge(PortMethod):
+    Options = RidgeOptions
+
+    def fit_key(self, Kx, Ky):
+        lam = nx.choose_ridge(Kx, Ky) if self.opts.ridge == "auto" else float(self.opts.ridge)
+        return {"Kx": Kx, "Ky": Ky, "T": nx.ridge_T(Kx, lam), "lam": torch.tensor(lam, dtype=torch.float64)}
+
+
+@_register
+class GlobalRidge(_Ridge):
+    name = "global_ridge"
+    summary = "kernel ridge from the whole flattened source ΔW to the whole target ΔW"
+
+
+@_register
+class PertensorRidge(_Ridge):
+    name = "pertensor_ridge"
+    scope = "pertensor"
+    summary = "one kernel ridge per target tensor, on the paired source tensor"
+
+
+class TopKOptions(RidgeOptions):
+    k: int = 8
+
+
+class _TopK(_Ridge):
+    Options = TopKOptions
+
+    def select(self, Kx, k, kxx):
+        if self.opts.k > len(k):
+            raise MethodError(f"method {self.name!r}: option k={self.opts.k} exceeds the {len(k)} anchors")
+        return torch.argsort(nx.cosine(Kx, k, kxx), descending=True, stable=True)[: self.opts.k]
+
+    def fit_key(self, Kx, Ky):
+        if self.opts.k < 2:
+            raise MethodError(f"method {self.name!r}: option k={self.opts.k} must be at least 2")
+        if self.opts.k > len(Kx):
+            raise MethodError(f"method {self.name!r}: option k={self.opts.k} exceeds the {len(Kx)} anchors")
+        return {"Kx": Kx, "Ky": Ky}
+
+    def weights(self, state, k, sel):
+        Kx, Ky = state["Kx"][sel][:, sel], state["Ky"][sel][:, sel]
+        lam = nx.choose_ridge(Kx, Ky) if self.opts.ridge == "auto" else float(self.opts.ridge)
+        w_sub = nx.linear_weights(nx.ridge_T(Kx, lam), Kx, k[sel])
+        return torch.zeros(len(k), dtype=torch.float64).index_copy(0, sel, w_sub)
+
+
+@_register
+class TopKGlobalRidge(_TopK):
+    name = "topk_global_ridge"
+    summary = "global ridge on the K anchors whose source adapters are most cosine-similar to the input"
+
+
+@_register
+class TopKPertensorRidge(_TopK):
+    name = "topk_pertensor_ridge"
+    scope = "pertensor"
+    summary = "per-tensor ridge on the K anchors most cosine-similar to the input (whole-adapter cosine)"
+
+
+class ProcrustesOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scale: bool = True  # also fit one scale factor (adapter norms differ between bases)
+
+
+@_register
+class Procrustes(PortMethod):
+    name = "procrustes"
+    summary = "scaled orthogonal map between the centred source and target anchor clouds"
+    Options = ProcrustesOptions
+
+    def fit_key(self, Kx, Ky):
+        return {"Kx": Kx, "T": nx.procrustes_T(Kx, Ky, self.opts.scale)}
+
+
+class PCAOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    components: int = 8  # capped at N−1, the rank of a centred cloud of N anchors
+    ridge: float = 1e-3
+
+
+@_register
+class PertensorPCA(PortMethod):
+    name = "pertensor_pca"
+    scope = "pertensor"
+    summary = "per tensor: ridge from the source PCA coordinates to the target PCA coordinates"
+    Options = PCAOptions
+
+    def fit_key(self, Kx, Ky):
+        return {"Kx": Kx, "T": nx.pca_T(Kx, Ky, self.opts.components, self.opts.ridge)}
+
+
+class MLPOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    components: int = 8
+    hidden: int = 32
+    steps: int = 500
+    lr: float = 1e-2
+    weight_decay: float = 1e-3
+
+
+@_register
+class PertensorMLP(PortMethod):
+    """A tanh MLP per tensor from source to target PCA coordinates. All tensors' MLPs are trained
+    together as one batched model (independent weights, one optimiser), seeded."""
+
+    name = "pertensor_mlp"
+    scope = "pertensor"
+    summary = "per tensor: a small MLP from source PCA coordinates to target PCA coordinates"
+    Options = MLPOptions
+
+    def fit_all(self, grams, seed):
+        keys = list(grams)
+        n = len(next(iter(grams.values()))[0])
+        p = max(1, min(self.opts.components, n - 1))
+        H = nx.centering(n)
+        pin, pout, zxs, zys = [], [], [], []
+        for key in keys:
+            Kx, Ky = grams[key]
+            lx, vx = nx.eig_pos(H @ Kx @ H, p)
+            ly, vy = nx.eig_pos(H @ Ky @ H, p)
+            a = torch.zeros(p, n, dtype=torch.float64)
+            a[: len(lx)] = (vx / lx.sqrt()).T  # z_x = a·k̃(x)
+            b = torch.zeros(n, p, dtype=torch.float64)
+            b[:, : len(ly)] = vy / ly.sqrt()  # c = b·z_y
+            zy = torch.zeros(n, p, dtype=torch.float64)
+            zy[:, : len(ly)] = vy * ly.sqrt()
+            zxs.append(a @ (H @ Kx @ H))  # anchors' own coordinates, (p × n)
+            zys.append(zy)
+            pin.append(a)
+            pout.append(b)
+        zx = torch.stack(zxs).transpose(1, 2).float()  # (T, n, p)
+        zy = torch.stack(zys).float()
+        sx = zx.std(1, keepdim=True).clamp_min(1e-12)
+        sy = zy.std(1, keepdim=True).clamp_min(1e-12)
+        gen = torch.Generator().manual_seed(seed)
+        T, h = len(keys), self.opts.hidden
+        params = [
+            (torch.randn(T, p, h, generator=gen) / p**0.5).requires_grad_(),
+            torch.zeros(T, 1, h, requires_grad=True),
+            (torch.randn(T, h, p, generator=gen) / h**0.5).requires_grad_(),
+            torch.zeros(T, 1, p, requires_grad=True),
+        ]
+        opt = torch.optim.Adam(params, lr=self.opts.lr, weight_decay=self.opts.weight_decay)
+        for _ in range(self.opts.steps):
+            opt.zero_grad()
+            pred = _mlp(params, zx / sx)
+            loss = ((pred - zy / sy) ** 2).mean()
+            loss.backward()
+            opt.step()
+        out = {}
+        for i, key in enumerate(keys):
+            out[key] = {
+                "Kx": grams[key][0],
+                "pin": pin[i],
+                "pout": pout[i],
+                "sx": sx[i].double(),
+                "sy": sy[i].double(),
+                "w1": params[0][i].detach().double(),
+                "b1": params[1][i].detach().double(),
+                "w2": params[2][i].detach().double(),
+                "b2": params[3][i].detach().double(),
+            }
+        return out
+
+    def weights(self, state, k, sel):
+        zx = (state["pin"] @ nx.centred_kernel(state["Kx"], k))[None] / state["sx"]
+        hid = torch.tanh(zx @ state["w1"] + state["b1"])
+        zy = ((hid @ state["w2"] + state["b2"]) * state["sy"])[0]
+        return nx.weights_from_coeffs(state["pout"] @ zy)
+
+
+def _mlp(params, x):
+    w1, b1, w2, b2 = params
+    return torch.tanh(x @ w1 + b1) @ w2 + b2
+
+
+@_register
+class Copy(PortMethod):
+    name = "copy"
+    scope = "none"
+    needs = "nothing (source and target must have identical module shapes)"
+    summary = "the input adapter unchanged, for bases with identical shapes"
