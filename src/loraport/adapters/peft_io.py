@@ -288,8 +288,7 @@ def save_adapter(
         "rank_pattern": {},
         "alpha_pattern": {},
         "use_dora": False,
-        "loraport": prov,
-    }
+    }  # provenance lives in the safetensors metadata: PEFT warns about unknown config keys
     with atomic_dir(out, force=force) as tmp:
         save_file(tensors, tmp / WEIGHTS_NAME, metadata={"format": "pt", PROVENANCE_KEY: json.dumps(prov)})
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")

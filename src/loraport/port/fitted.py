@@ -258,8 +258,10 @@ def apply_map(
     verify_anchors: bool = True,
     allow_pickle: bool = False,
     provenance: dict[str, Any] | None = None,
+    base_model: str | None = None,
 ) -> Path:
-    """Port one source adapter through a fitted map and write the PEFT folder for the target base."""
+    """Port one source adapter through a fitted map and write the PEFT folder for the target base
+    (recorded as `base_model`, by default the map's target base)."""
     t0 = time.perf_counter()
     x = adapter if isinstance(adapter, Adapter) else load_adapter(adapter, allow_pickle=allow_pickle)
     m = get_method(fmap.method, **fmap.options)

@@ -1,0 +1,35 @@
+"""`loraport fit`: fit a port method on anchor pairs and save the map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from loraport.cli.common import AllowPickle, Force, console, friendly, method_options
+
+
+@friendly
+def fit(
+    anchors: Path = typer.Option(..., "--anchors", help="ANCHORS.yaml: bases and anchor pairs."),
+    method: str = typer.Option(..., "--method", help="Port method (see `loraport methods`)."),
+    out: Path = typer.Option(..., "--out", help="Folder for the fitted map."),
+    k: int | None = typer.Option(None, "--k", help="Top-K: anchors used per input (topk_* methods)."),
+    option: list[str] | None = typer.Option(None, "--option", help="Method option key=value (repeatable)."),
+    seed: int = typer.Option(0, "--seed"),
+    force: bool = Force,
+    allow_pickle: bool = AllowPickle,
+) -> None:
+    """Fit a map from N anchor pairs (the same task's adapter on the source and the target base)."""
+    from loraport.api import fit as fit_api
+
+    fmap = fit_api(
+        anchors,
+        method,
+        out,
+        options=method_options(k, option),
+        seed=seed,
+        force=force,
+        allow_pickle=allow_pickle,
+    )
+    console.print(f"fitted {fmap.method} on N={fmap.n} anchors in {fmap.fit_seconds:.2f}s → {out}")

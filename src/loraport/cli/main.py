@@ -1,0 +1,21 @@
+"""The `loraport` command. Each subcommand lives in its own file and calls one library function."""
+
+from __future__ import annotations
+
+import typer
+
+from loraport.cli.fit import fit
+from loraport.cli.inspect import inspect
+from loraport.cli.methods import methods
+from loraport.cli.port import port
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Port LoRA adapters between base LLMs and measure what survives.",
+)
+app.command()(fit)
+app.command()(port)
+app.command()(inspect)
+app.command()(methods)
