@@ -42,7 +42,7 @@ def test_span_basis_combination_matches_dense(n, r, out, inn):
     xs = [rand_lr(out, inn, r, i) for i in range(n)]
     w = torch.randn(n, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
     got = SpanBasis(xs).combine(xs, w, r)
-    dense = sum(float(wi) * x.dense() for wi, x in zip(w, xs))
+    dense = sum(float(wi) * x.dense() for wi, x in zip(w, xs, strict=True))
     ref = refactor_dense(dense, r)
     assert torch.allclose(got.dense(), ref.dense(), atol=1e-4 * float(ref.dense().abs().max()))
 

@@ -62,7 +62,8 @@ def load_anchors(path: str | Path) -> AnchorsSpec:
     try:
         spec = AnchorsSpec.model_validate(raw)
     except ValidationError as e:
-        err = e.errors()[0]
+        errs = e.errors()  # an unknown key explains a "missing field" error next to it: report it first
+        err = next((x for x in errs if x["type"] == "extra_forbidden"), errs[0])
         loc = ".".join(str(x) for x in err["loc"])
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
