@@ -1,0 +1,244 @@
+"""Sandbox bootstrap: run as `python -I -S -c <this source> <config>` by the parent.
+
+Never imported. It runs with the parent's privileges in a fresh session and:
+
+1. unshares namespaces (the first candidate flag set the kernel accepts; the result goes back on the
+   status pipe so the parent can cache it), then forks
+2. an init process (PID 1 of the new PID namespace when there is one, still privileged) that makes
+   the mount tree private, bind-mounts the work directory (and, when needed, the interpreter prefix),
+   remounts everything else read-only, mounts a fresh /proc, and forks
+3. the program process: it sets rlimits, drops to the sandbox uid/gid, sets no_new_privs and a
+   parent-death SIGKILL, and execs the sandboxed interpreter. The init reaps whatever gets orphaned
+   and, when the program process ends, reports its raw wait status on the status pipe and exits;
+   the kernel then kills everything left in the PID namespace (fork bombs, setsid'd daemons).
+
+The program is PID 2, not PID 1, so ordinary signal semantics apply to it (PID 1 ignores signals it
+has no handler for), and its parent is a process it may not signal. The bootstrap itself only waits;
+SIGTERM (the parent's timeout) makes it SIGKILL the init. Setup failures are reported on the status
+pipe, which is closed on exec, so the untrusted program cannot write to it.
+
+The config is a hex-encoded marshal dump of a dict (it comes from the trusted parent; marshal and the
+plain-text status lines keep json, and with it re and enum, out of this interpreter's start-up).
+Status lines: "ns <flags>", "setup_error <message>", "exit <raw wait status>".
+"""
+
+import ctypes
+import marshal
+import os
+import resource
+import signal
+import sys
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+
+PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
+
+_OPTION_FLAGS = {
+    "ro": MS_RDONLY,
+    "nosuid": MS_NOSUID,
+    "nodev": MS_NODEV,
+    "noexec": MS_NOEXEC,
+    "noatime": MS_NOATIME,
+    "nodiratime": MS_NODIRATIME,
+    "relatime": MS_RELATIME,
+    "strictatime": MS_STRICTATIME,
+}
+
+_RLIMITS = {
+    "AS": resource.RLIMIT_AS,
+    "DATA": resource.RLIMIT_DATA,
+    "CPU": resource.RLIMIT_CPU,
+    "NPROC": resource.RLIMIT_NPROC,
+    "FSIZE": resource.RLIMIT_FSIZE,
+    "NOFILE": resource.RLIMIT_NOFILE,
+    "CORE": resource.RLIMIT_CORE,
+}
+
+
+def _report(fd, event, value):
+    text = str(value).replace("\n", " ")
+    try:
+        os.write(fd, f"{event} {text}\n".encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
+def _mount(libc, source, target, fstype, flags, data=None):
+    enc = [None if s is None else s.encode() for s in (source, target, fstype, data)]
+    if libc.mount(enc[0], enc[1], enc[2], ctypes.c_ulong(flags), enc[3]) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {source!r} on {target!r} failed: {os.strerror(err)}")
+
+
+def _unescape(path):
+    # /proc/self/mountinfo escapes space, tab, newline and backslash as \ooo.
+    out, i = [], 0
+    while i < len(path):
+        if path[i] == "\\" and path[i + 1 : i + 4].isdigit() and i + 3 < len(path):
+            out.append(chr(int(path[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(path[i])
+            i += 1
+    return "".join(out)
+
+
+def _mounts():
+    rows = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            fields = line.split()
+            rows.append((_unescape(fields[4]), fields[5].split(",")))
+    return rows
+
+
+def _setup_mounts(libc, cfg, flags):
+    work = cfg["workdir"]
+    _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
+    if cfg["readonly"]:
+        # The work dir becomes a mount of its own so it stays writable when the rest goes read-only.
+        _mount(libc, work, work, None, MS_BIND)
+    bind = cfg.get("python_bind")
+    if bind:
+        _mount(libc, bind["src"], bind["dst"], None, MS_BIND | MS_REC)
+        _mount(libc, None, bind["dst"], None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    if cfg["readonly"]:
+        skipped = []
+        for target, opts in _mounts():
+            if target == work:
+                continue
+            keep = 0
+            for opt in opts:
+                keep |= _OPTION_FLAGS.get(opt, 0)
+            try:
+                _mount(libc, None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | keep)
+            except OSError:
+                skipped.append(target)
+        root_ok = "/" not in skipped
+        if not root_ok:
+            raise OSError(f"could not remount / read-only in the sandbox mount namespace ({skipped})")
+        _mount(libc, None, work, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV)
+        # A small private /dev/shm (POSIX semaphores for multiprocessing); gone with the namespace.
+        try:
+            _mount(libc, "tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=8m,mode=1777")
+        except OSError:
+            pass
+    if flags & CLONE_NEWPID:
+        # /proc of the new PID namespace: the program sees only its own processes.
+        try:
+            _mount(libc, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        except OSError:
+            pass
+
+
+def _write_id_maps(uid, gid):
+    with open("/proc/self/setgroups", "w") as fh:
+        fh.write("deny")
+    with open("/proc/self/uid_map", "w") as fh:
+        fh.write(f"{uid} {uid} 1")
+    with open("/proc/self/gid_map", "w") as fh:
+        fh.write(f"{gid} {gid} 1")
+
+
+def _program(libc, cfg):
+    for name, soft, hard in cfg["rlimits"]:
+        resource.setrlimit(_RLIMITS[name], (soft, hard))
+    uid, gid = cfg.get("uid"), cfg.get("gid")
+    if uid is not None:
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+        if os.getuid() != uid or os.geteuid() != uid:
+            raise OSError(f"could not switch to uid {uid}")
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    # After the uid switch (a credential change clears it): die with the init.
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    try:
+        os.execve(cfg["exe"], cfg["argv"], cfg["env"])
+    except OSError as exc:
+        raise OSError(f"cannot execute {cfg['exe']!r} as uid {os.getuid()}: {exc.strerror}") from None
+
+
+def _init(libc, cfg, flags, status_fd):
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if flags & CLONE_NEWNS:
+        _setup_mounts(libc, cfg, flags)
+    # Enter the work dir through its new (writable) bind mount, not the read-only one underneath.
+    os.chdir(cfg["workdir"])
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _program(libc, cfg)
+        except BaseException as exc:
+            _report(status_fd, "setup_error", f"{type(exc).__name__}: {exc}")
+        os._exit(127)
+    while True:
+        try:
+            done, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+        if done == pid:
+            _report(status_fd, "exit", status)
+            return
+
+
+def main():
+    cfg = marshal.loads(bytes.fromhex(sys.argv[1]))
+    status_fd = cfg["status_fd"]
+    os.set_inheritable(status_fd, False)
+    libc = ctypes.CDLL(None, use_errno=True)
+    flags = 0
+    for cand in cfg["ns_candidates"]:
+        if cand == 0 or libc.unshare(ctypes.c_int(cand)) == 0:
+            flags = cand
+            break
+    if flags & CLONE_NEWUSER:
+        try:
+            _write_id_maps(os.geteuid(), os.getegid())
+        except OSError as exc:
+            _report(status_fd, "setup_error", f"user namespace id maps: {exc}")
+            os._exit(127)
+    _report(status_fd, "ns", flags)
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _init(libc, cfg, flags, status_fd)
+        except BaseException as exc:
+            _report(status_fd, "setup_error", f"{type(exc).__name__}: {exc}")
+        os._exit(0)
+
+    def _kill_init(signum, frame):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _kill_init)
+    os.waitpid(pid, 0)
+    # Skip interpreter finalisation: the parent is waiting for our pipes to close.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

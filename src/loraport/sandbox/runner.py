@@ -1,0 +1,589 @@
+"""Parent side of the sandbox: start the bootstrap, enforce the wall clock, read capped output,
+classify the end. See the package docstring for what is and is not protected."""
+
+from __future__ import annotations
+
+import grp
+import marshal
+import math
+import os
+import pwd
+import selectors
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from loraport.errors import SandboxError
+
+Outcome = Literal["passed", "failed", "timed_out", "crashed"]
+OUTCOMES: tuple[str, ...] = ("passed", "failed", "timed_out", "crashed")
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+_NS_NAMES = {
+    CLONE_NEWUSER: "user",
+    CLONE_NEWNS: "mount",
+    CLONE_NEWPID: "pid",
+    CLONE_NEWNET: "net",
+    CLONE_NEWIPC: "ipc",
+    CLONE_NEWUTS: "uts",
+}
+_FULL = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+# Tried in order until the kernel accepts one; 0 (no namespaces) always works.
+_ROOT_CANDIDATES = (
+    _FULL,
+    CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET,
+    CLONE_NEWNS | CLONE_NEWNET,
+    CLONE_NEWNET,
+    0,
+)
+_USER_CANDIDATES = (
+    CLONE_NEWUSER | _FULL,
+    CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET,
+    CLONE_NEWUSER | CLONE_NEWNET,
+    0,
+)
+
+# Sandboxed programs run under a uid of their own (like `isolate`): RLIMIT_NPROC then counts only
+# that program's processes, and concurrent sandboxes cannot signal each other.
+_FIRST_UID = 60000
+_UID_SLOTS = 1000
+
+_WORK_PREFIX = "loraport-sbx-"
+_PROGRAM_NAME = "main.py"
+_PYTHON_MOUNT = ".python"
+_KILL_GRACE_S = 0.25
+_DRAIN_GRACE_S = 1.0
+_STATUS_CAP = 64 * 1024
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    """How one program ended.
+
+    outcome: "passed" (exit status 0), "failed" (uncaught exception or nonzero exit),
+    "timed_out" (wall clock or CPU limit), "crashed" (signal, MemoryError, other abnormal end).
+    exception: the final traceback line ("AssertionError: boom", "SystemExit: 2"), or for crashes a
+    description ("MemoryError", "killed by signal SIGSEGV"); None for passed and timed_out.
+    returncode: the program's exit status (negative signal number when killed); None when timed out.
+    completed: the program ran to its last line (False after sys.exit/os._exit part-way).
+    """
+
+    outcome: Outcome
+    exception: str | None
+    returncode: int | None
+    stdout: str
+    stderr: str
+    wall_s: float
+    completed: bool = False
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "passed"
+
+    def describe(self) -> str:
+        """One line: 'passed', 'failed: AssertionError: x', 'timed_out', 'crashed: MemoryError'."""
+        return self.outcome if self.exception is None else f"{self.outcome}: {self.exception}"
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float = 5.0
+    memory_mb: int = 512
+    cpu_s: float | None = None
+    max_processes: int = 32
+    max_file_mb: int = 16
+    max_open_files: int = 64
+    max_output_bytes: int = 64 * 1024
+    site_packages: bool = False
+    python: str | None = None
+
+    def __post_init__(self) -> None:
+        def bad(name: str, value: Any, want: str) -> SandboxError:
+            return SandboxError(f"sandbox limit {name}={value!r} is invalid: {want}")
+
+        if not isinstance(self.timeout_s, int | float) or not 0 < self.timeout_s <= 3600:
+            raise bad("timeout_s", self.timeout_s, "need seconds in (0, 3600]")
+        if self.cpu_s is not None and (not isinstance(self.cpu_s, int | float) or self.cpu_s <= 0):
+            raise bad("cpu_s", self.cpu_s, "need positive seconds or None")
+        for name, low in (
+            ("memory_mb", 64),
+            ("max_processes", 1),
+            ("max_file_mb", 0),
+            ("max_open_files", 16),
+            ("max_output_bytes", 0),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise bad(name, value, f"need an integer >= {low}")
+
+    def rlimits(self) -> list[tuple[str, int, int]]:
+        mem = self.memory_mb * 1024 * 1024
+        cpu = self.cpu_s if self.cpu_s is not None else self.timeout_s + 1
+        cpu_soft = max(1, math.ceil(cpu))
+        fsize = self.max_file_mb * 1024 * 1024
+        return [
+            ("AS", mem, mem),
+            ("DATA", mem, mem),
+            ("CPU", cpu_soft, cpu_soft + 1),
+            ("NPROC", self.max_processes, self.max_processes),
+            ("FSIZE", fsize, fsize),
+            ("NOFILE", self.max_open_files, self.max_open_files),
+            ("CORE", 0, 0),
+        ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Process-wide state: namespace support (probed once per privilege level), sandbox uids in use.
+
+_state_lock = threading.Lock()
+_ns_cache: dict[bool, int] = {}
+_uids_in_use: set[int] = set()
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+@cache
+def _id_taken(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+        return True
+    except KeyError:
+        pass
+    try:
+        grp.getgrgid(uid)
+        return True
+    except KeyError:
+        return False
+
+
+def _acquire_uid() -> int:
+    offset = (os.getpid() * 37) % _UID_SLOTS
+    with _state_lock:
+        for i in range(_UID_SLOTS):
+            uid = _FIRST_UID + (offset + i) % _UID_SLOTS
+            if uid not in _uids_in_use and not _id_taken(uid):
+                _uids_in_use.add(uid)
+                return uid
+    raise SandboxError(f"no free sandbox uid in {_FIRST_UID}..{_FIRST_UID + _UID_SLOTS - 1}")
+
+
+def _release_uid(uid: int) -> None:
+    with _state_lock:
+        _uids_in_use.discard(uid)
+
+
+def _ns_candidates(root: bool) -> list[int]:
+    cands = list(_ROOT_CANDIDATES if root else _USER_CANDIDATES)
+    with _state_lock:
+        known = _ns_cache.get(root)
+    return cands if known is None else cands[cands.index(known) :]
+
+
+@cache
+def _source(name: str) -> str:
+    return (Path(__file__).resolve().parent / name).read_text(encoding="utf-8")
+
+
+def _world_reachable(path: str, *, need: int) -> bool:
+    """Can a user who is neither owner nor in the group reach `path` with permission bits `need`?"""
+    p = Path(path)
+    try:
+        for parent in reversed(p.parents):
+            if not os.stat(parent).st_mode & stat.S_IXOTH:
+                return False
+        return bool(os.stat(p).st_mode & need == need)
+    except OSError:
+        return False
+
+
+def _interpreter(python: str | None, switch_uid: bool) -> tuple[str, str | None]:
+    """(interpreter path on the host, prefix to bind-mount into the sandbox or None)."""
+    exe = os.path.realpath(python or sys.executable)
+    if not os.path.isfile(exe):
+        raise SandboxError(f"sandbox python {exe!r} does not exist")
+    if not switch_uid:
+        return exe, None
+    exe_ok = _world_reachable(exe, need=stat.S_IROTH | stat.S_IXOTH)
+    lib_ok = python is not None or _world_reachable(
+        os.path.dirname(os.__file__), need=stat.S_IROTH | stat.S_IXOTH
+    )
+    if exe_ok and lib_ok:
+        return exe, None
+    prefix = os.path.realpath(sys.base_prefix if python is None else os.path.dirname(os.path.dirname(exe)))
+    if os.path.commonpath([prefix, exe]) != prefix:
+        raise SandboxError(
+            f"sandbox python {exe!r} is not readable by other users and is not inside prefix {prefix!r}; "
+            "pass python= an interpreter that other users can run"
+        )
+    return exe, prefix
+
+
+def _minimal_env(workdir: str) -> dict[str, str]:
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": workdir,
+        "TMPDIR": workdir,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "NUMEXPR_NUM_THREADS": "1",
+    }
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _signal_name(num: int) -> str:
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return f"signal {num}"
+
+
+def _lines(data: bytes) -> list[tuple[str, str]]:
+    """(event, rest) per line of a status or result pipe."""
+    out = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        event, _, rest = line.partition(" ")
+        out.append((event, rest))
+    return out
+
+
+def _unescape(text: str) -> str:
+    try:
+        return text.encode("ascii", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError:
+        return text
+
+
+class _Capture:
+    """Bytes read from one pipe, keeping at most `cap` of them (the rest is read and dropped)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.truncated = False
+
+    def add(self, data: bytes) -> None:
+        room = self.cap - self.size
+        if len(data) > room:
+            self.truncated = True
+            data = data[: max(room, 0)]
+        if data:
+            self.chunks.append(data)
+            self.size += len(data)
+
+    def bytes(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+def _pump(proc: subprocess.Popen, pipes: dict[int, _Capture], deadline: float) -> bool:
+    """Read every pipe until EOF while enforcing the wall clock. True when the deadline killed it."""
+    sel = selectors.DefaultSelector()
+    for fd in pipes:
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ)
+    timed_out = False
+    stop_at: float | None = None  # after the process is gone, drain at most this long
+    try:
+        while sel.get_map():
+            now = time.monotonic()
+            if not timed_out and stop_at is None and now >= deadline:
+                timed_out = True
+                _terminate(proc)
+                stop_at = time.monotonic() + _DRAIN_GRACE_S
+            if stop_at is None and proc.poll() is not None:
+                stop_at = now + _DRAIN_GRACE_S  # escaped writers may hold a pipe open
+            if stop_at is not None and now >= stop_at:
+                break
+            limit = (stop_at if stop_at is not None else deadline) - now
+            for key, _ in sel.select(timeout=max(0.0, min(limit, 0.05))):
+                fd = key.fd
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if data:
+                    pipes[fd].add(data)
+                else:
+                    sel.unregister(fd)
+    finally:
+        sel.close()
+    return timed_out
+
+
+def _terminate(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group (the bootstrap then SIGKILLs its child, which takes the whole PID
+    namespace down), wait briefly, then SIGKILL the group."""
+    _killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=_KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+    _killpg(proc.pid, signal.SIGKILL)
+
+
+def _run(source: str, limits: Limits) -> SandboxResult:
+    if not isinstance(source, str):
+        raise SandboxError(f"sandbox source must be a str, got {type(source).__name__}")
+    root = _is_root()
+    uid = _acquire_uid() if root else None
+    workdir = os.path.realpath(tempfile.mkdtemp(prefix=_WORK_PREFIX))
+    fds: list[int] = []
+    try:
+        exe, bind_prefix = _interpreter(limits.python, switch_uid=uid is not None)
+        with open(os.path.join(workdir, _PROGRAM_NAME), "w", encoding="utf-8") as fh:
+            fh.write(source)
+        os.chmod(os.path.join(workdir, _PROGRAM_NAME), 0o644)
+        env = _minimal_env(workdir)
+        exe_inside, bind = exe, None
+        if bind_prefix is not None:
+            dst = os.path.join(workdir, _PYTHON_MOUNT)
+            os.mkdir(dst, 0o755)
+            exe_inside = os.path.join(dst, os.path.relpath(exe, bind_prefix))
+            bind = {"src": bind_prefix, "dst": dst}
+            if os.path.isdir(os.path.join(bind_prefix, "lib")):
+                env["LD_LIBRARY_PATH"] = os.path.join(dst, "lib")
+        if uid is not None:
+            os.chown(workdir, uid, uid)
+        os.chmod(workdir, 0o700)
+
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        res_r, res_w = os.pipe()
+        st_r, st_w = os.pipe()
+        fds += [out_r, out_w, err_r, err_w, res_r, res_w, st_r, st_w]
+        flags = ["-I", "-B", "-X", "utf8"] + ([] if limits.site_packages else ["-S"])
+        cfg = {
+            "status_fd": st_w,
+            "ns_candidates": _ns_candidates(root),
+            "workdir": workdir,
+            "readonly": True,
+            "python_bind": bind,
+            "uid": uid,
+            "gid": uid,
+            "rlimits": limits.rlimits(),
+            "exe": exe_inside,
+            "argv": [exe_inside, *flags, "-c", _source("_wrapper.py"), str(res_w), _PROGRAM_NAME],
+            "env": env,
+        }
+        start = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-B", "-c", _source("_boot.py"), marshal.dumps(cfg).hex()],
+                cwd=workdir,
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+                stdin=subprocess.DEVNULL,
+                stdout=out_w,
+                stderr=err_w,
+                pass_fds=(res_w, st_w),
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise SandboxError(f"cannot start the sandbox bootstrap {sys.executable!r}: {exc}") from exc
+        for fd in (out_w, err_w, res_w, st_w):
+            os.close(fd)
+            fds.remove(fd)
+        cap = limits.max_output_bytes
+        pipes = {
+            out_r: _Capture(cap),
+            err_r: _Capture(cap),
+            res_r: _Capture(_STATUS_CAP),
+            st_r: _Capture(_STATUS_CAP),
+        }
+        try:
+            timed_out = _pump(proc, pipes, start + limits.timeout_s)
+        finally:
+            # Whatever happened: nothing of this run may outlive it.
+            if proc.poll() is None:
+                _terminate(proc)
+            try:
+                proc.wait(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                pass
+            _killpg(proc.pid, signal.SIGKILL)
+        wall = time.monotonic() - start
+        return _classify(
+            root=root,
+            timed_out=timed_out,
+            status=_lines(pipes[st_r].bytes()),
+            result=_lines(pipes[res_r].bytes()),
+            boot_rc=proc.returncode,
+            out=pipes[out_r],
+            err=pipes[err_r],
+            wall=wall,
+        )
+    finally:
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        shutil.rmtree(workdir, ignore_errors=True)
+        if uid is not None:
+            _release_uid(uid)
+
+
+def _classify(
+    *,
+    root: bool,
+    timed_out: bool,
+    status: list[tuple[str, str]],
+    result: list[tuple[str, str]],
+    boot_rc: int | None,
+    out: _Capture,
+    err: _Capture,
+    wall: float,
+) -> SandboxResult:
+    exit_status: int | None = None
+    for event, rest in status:
+        if event == "ns" and rest.isdigit():
+            with _state_lock:
+                _ns_cache[root] = int(rest)
+        elif event == "setup_error":
+            raise SandboxError(f"sandbox setup failed: {rest}")
+        elif event == "exit" and rest.lstrip("-").isdigit():
+            exit_status = int(rest)
+    # The wrapper's line comes last (anything the program wrote itself comes before it).
+    event, rest = result[-1] if result else ("", "")
+    exc_type, _, exc_line = rest.partition(" ") if event == "exception" else ("", "", "")
+    common = {
+        "stdout": out.bytes().decode("utf-8", "replace"),
+        "stderr": err.bytes().decode("utf-8", "replace"),
+        "wall_s": wall,
+        "completed": event == "completed",
+        "stdout_truncated": out.truncated,
+        "stderr_truncated": err.truncated,
+    }
+
+    def make(outcome: Outcome, exception: str | None, rc: int | None) -> SandboxResult:
+        return SandboxResult(outcome=outcome, exception=exception, returncode=rc, **common)
+
+    if timed_out:
+        return make("timed_out", None, None)
+    if exit_status is None:
+        return make("crashed", f"sandbox bootstrap ended without a status (exit {boot_rc})", None)
+    code = os.waitstatus_to_exitcode(exit_status)
+    if code < 0:
+        if -code == signal.SIGXCPU:
+            return make("timed_out", None, code)
+        return make("crashed", f"killed by signal {_signal_name(-code)}", code)
+    if exc_type == "MemoryError":
+        return make("crashed", "MemoryError", code)
+    if code == 0:
+        return make("passed", None, code)
+    if event == "exception":
+        return make("failed", _unescape(exc_line) or exc_type, code)
+    if event == "exit":
+        return make("failed", f"SystemExit: {_unescape(rest)}", code)
+    return make("crashed", f"exited with status {code} without a Python exception", code)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+
+
+def run_program(
+    source: str,
+    *,
+    timeout_s: float = 5.0,
+    memory_mb: int = 512,
+    cpu_s: float | None = None,
+    max_processes: int = 32,
+    max_file_mb: int = 16,
+    max_open_files: int = 64,
+    max_output_bytes: int = 64 * 1024,
+    site_packages: bool = False,
+    python: str | None = None,
+) -> SandboxResult:
+    """Run one untrusted Python program in its own sandboxed process and say how it ended.
+
+    timeout_s: wall clock, enforced by this process. memory_mb: RLIMIT_AS and RLIMIT_DATA.
+    cpu_s: RLIMIT_CPU (default timeout_s + 1). max_processes: RLIMIT_NPROC. max_file_mb:
+    RLIMIT_FSIZE. max_open_files: RLIMIT_NOFILE. max_output_bytes: kept per stream (stdout,
+    stderr); the rest is read and dropped. site_packages: drop -S so site-packages is importable.
+    python: interpreter to run (default: this one).
+    """
+    limits = Limits(
+        timeout_s=timeout_s,
+        memory_mb=memory_mb,
+        cpu_s=cpu_s,
+        max_processes=max_processes,
+        max_file_mb=max_file_mb,
+        max_open_files=max_open_files,
+        max_output_bytes=max_output_bytes,
+        site_packages=site_packages,
+        python=python,
+    )
+    return _run(source, limits)
+
+
+def run_many(sources: list[str], workers: int | None = None, **limits: Any) -> list[SandboxResult]:
+    """run_program over `sources` in parallel (default and maximum: os.cpu_count() at a time);
+    results come back in the order of `sources`. `limits` are run_program's keyword arguments."""
+    if isinstance(sources, str):
+        raise SandboxError("run_many takes a list of program sources, got a single str")
+    sources = list(sources)
+    cpus = os.cpu_count() or 1
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise SandboxError(f"run_many workers={workers!r} is invalid: need an integer >= 1")
+    try:
+        lim = Limits(**limits)
+    except TypeError as exc:
+        raise SandboxError(f"run_many got an unknown sandbox limit: {exc}") from None
+    if not sources:
+        return []
+    n = min(workers or cpus, cpus, len(sources))
+    if n == 1:
+        return [_run(s, lim) for s in sources]
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="sandbox") as pool:
+        return list(pool.map(lambda s: _run(s, lim), sources))
+
+
+def isolation() -> dict[str, Any]:
+    """What isolation this machine gives sandboxed programs (runs one trivial program the first
+    time to probe namespace support). Keys: uid_switch, namespaces, readonly_fs, interpreter."""
+    root = _is_root()
+    with _state_lock:
+        known = root in _ns_cache
+    if not known:
+        _run("pass\n", Limits(timeout_s=10.0))
+    with _state_lock:
+        flags = _ns_cache.get(root, 0)
+    exe, bind = _interpreter(None, switch_uid=root)
+    return {
+        "uid_switch": root,
+        "namespaces": [name for bit, name in _NS_NAMES.items() if flags & bit],
+        "readonly_fs": bool(flags & CLONE_NEWNS),
+        "interpreter": exe,
+        "interpreter_bind_mounted": bind is not None,
+    }
