@@ -1,0 +1,96 @@
+"""How many generated programs per second `score_code_batch` scores on this machine's cores.
+
+    python benchmarks/code_scoring_speed.py [--n 200] [--workers N]
+
+Builds N small MBPP-style (prediction, item) pairs, a mix of correct solutions, wrong answers,
+exceptions and syntax errors (no timeouts: those would only measure the timeout), scores them through
+`score_code_batch` (every program in its own sandboxed process), and prints a Markdown table. A
+sequential run over a sample gives the per-program latency for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from collections import Counter
+
+from loraport.sandbox import isolation
+from loraport.scorers import score_code_batch
+from loraport.tasks.item import Item
+
+KINDS = {
+    "correct": "```python\ndef square(x):\n    return x * x\n```",
+    "wrong": "```python\ndef square(x):\n    return x + x\n```",
+    "raises": "```python\ndef square(x):\n    return undefined_name * x\n```",
+    "syntax": "```python\ndef square(x)\n    return x * x\n```",
+}
+MIX = ["correct", "correct", "wrong", "raises", "correct", "syntax", "wrong", "correct"]
+
+
+def make_pairs(n: int) -> tuple[list[str], list[Item], list[str]]:
+    predictions, items, kinds = [], [], []
+    for i in range(n):
+        kind = MIX[i % len(MIX)]
+        item = Item(
+            id=f"bench-{i}",
+            prompt="Write square(x).",
+            answer="",
+            scorer="code_exec",
+            tests=f"assert square({i}) == {i * i}\nassert square(-3) == 9\n",
+            entry_point="square",
+        )
+        predictions.append(KINDS[kind])
+        items.append(item)
+        kinds.append(kind)
+    return predictions, items, kinds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200, help="programs to score (default 200)")
+    parser.add_argument("--workers", type=int, default=None, help="parallel sandboxes (default: cores)")
+    parser.add_argument("--sequential-sample", type=int, default=20, help="programs in the 1-worker run")
+    args = parser.parse_args()
+
+    cores = os.cpu_count() or 1
+    workers = min(args.workers or cores, cores)
+    iso = isolation()  # probes namespaces once, outside the timed region
+    predictions, items, kinds = make_pairs(args.n)
+
+    start = time.perf_counter()
+    verdicts = score_code_batch(predictions, items, workers=workers, timeout_s=10.0)
+    wall = time.perf_counter() - start
+    expected = [k == "correct" for k in kinds]
+    mismatches = sum(v.correct != e for v, e in zip(verdicts, expected, strict=True))
+
+    m = min(args.sequential_sample, args.n)
+    start = time.perf_counter()
+    score_code_batch(predictions[:m], items[:m], workers=1, timeout_s=10.0)
+    seq_wall = time.perf_counter() - start
+
+    outcomes = Counter((v.detail or "").split(":")[0] for v in verdicts)
+    print(f"### Code scoring speed ({platform.node()}, Python {platform.python_version()}, {cores} cores)\n")
+    print(
+        f"Isolation: uid switch={iso['uid_switch']}, namespaces={','.join(iso['namespaces']) or 'none'}, "
+        f"read-only fs={iso['readonly_fs']}\n"
+    )
+    print("| run | programs | workers | wall (s) | programs/s | ms/program |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        f"| parallel | {args.n} | {workers} | {wall:.2f} | {args.n / wall:.1f} | {1000 * wall / args.n:.1f} |"
+    )
+    print(f"| sequential | {m} | 1 | {seq_wall:.2f} | {m / seq_wall:.1f} | {1000 * seq_wall / m:.1f} |")
+    print()
+    print(
+        "Outcomes: "
+        + ", ".join(f"{k} {c}" for k, c in sorted(outcomes.items()))
+        + f"; verdicts differing from the expected label: {mismatches}"
+    )
+    return 1 if mismatches else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
