@@ -49,3 +49,46 @@ def synthetic_adapter(
         provenance=prov,
         force=force,
     )
+
+
+def latent_pair_family(
+    source_config: Any,
+    target_config: Any,
+    root: str | Path,
+    tasks: list[str],
+    *,
+    latent_dim: int = 4,
+    private_dim: int = 2,
+    private_scale: float = 0.5,
+    seed: int = 0,
+    source_base: str = "source",
+    target_base: str = "target",
+) -> dict[str, tuple[Path, Path]]:
+    """Adapter pairs whose source and target ΔWs share a hidden per-task latent z (a known ground truth
+    for weight-space ports). On each base every module has `latent_dim` fixed rank-1 atoms; task t's
+    ΔW is Σ_c z_tc·atom_c plus `private_dim` task-and-base-specific components that no map can
+    predict. Rank = latent_dim + private_dim. Written to root/{x,y}/{task}."""
+    root = Path(root)
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(len(tasks), latent_dim, generator=g)
+    out: dict[str, tuple[Path, Path]] = {t: (root / "x" / t, root / "y" / t) for t in tasks}
+    rank = latent_dim + private_dim
+    for side, config, base in (("x", source_config, source_base), ("y", target_config, target_base)):
+        arch = arch_for(config)
+        atoms = {}
+        for info in arch.modules():
+            o, i = info.shape
+            atoms[info.name] = (torch.randn(o, latent_dim, generator=g) * 0.02, torch.randn(latent_dim, i, generator=g) / i**0.5)
+        for ti, task in enumerate(tasks):
+            modules = {}
+            for info in arch.modules():
+                o, i = info.shape
+                b, a = atoms[info.name]
+                pb = torch.randn(o, private_dim, generator=g) * 0.02 * private_scale
+                pa = torch.randn(private_dim, i, generator=g) / i**0.5
+                modules[info.name] = LowRank(torch.cat([b * z[ti], pb], 1), torch.cat([a, pa], 0))
+            save_adapter(
+                root / side / task, modules, rank=rank, alpha=float(rank), base_model=base,
+                num_layers=arch.num_layers, provenance={"task": task, "synthetic_seed": seed}, force=True,
+            )
+    return out

@@ -3,6 +3,7 @@ logical tensor keys "layer.role" so fused and unfused projections pair up by rol
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -54,6 +55,12 @@ class Side:
             )
 
 
+@functools.cache
+def _block_index(ranks: tuple[int, ...]) -> torch.Tensor:
+    """Anchor index of each stacked factor column: (0,0,0,0,1,1,1,1,...) for rank 4."""
+    return torch.repeat_interleave(torch.arange(len(ranks)), torch.tensor(ranks))
+
+
 def stacked_grams(parts: list[LowRank]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(K, GB, GA): the N×N Gram of ΔWs and the (Σr)² Grams of the stacked B and A factors.
 
@@ -64,7 +71,7 @@ def stacked_grams(parts: list[LowRank]) -> tuple[torch.Tensor, torch.Tensor, tor
     Ac = torch.cat([p.A for p in parts], dim=0)
     GB = (Bc.T @ Bc).double()
     GA = (Ac @ Ac.T).double()
-    idx = torch.repeat_interleave(torch.arange(len(parts)), torch.tensor([p.rank for p in parts]))
+    idx = _block_index(tuple(p.rank for p in parts))
     K = torch.zeros(len(parts), len(parts), dtype=torch.float64)
     K.index_put_((idx[:, None].expand_as(GB), idx[None, :].expand_as(GB)), GB * GA, accumulate=True)
     return K, GB, GA
@@ -85,5 +92,5 @@ def input_kernel(x: LowRank, anchors: list[LowRank]) -> torch.Tensor:
     Bc = torch.cat([p.B for p in anchors], dim=1)
     Ac = torch.cat([p.A for p in anchors], dim=0)
     prod = ((x.B.T @ Bc) * (x.A @ Ac.T)).double()  # (r × Σr)
-    idx = torch.repeat_interleave(torch.arange(len(anchors)), torch.tensor([p.rank for p in anchors]))
+    idx = _block_index(tuple(p.rank for p in anchors))
     return torch.zeros(len(anchors), dtype=torch.float64).index_add_(0, idx, prod.sum(0))

