@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from loraport.cli.demo import demo
 from loraport.cli.fit import fit
 from loraport.cli.inspect import inspect
 from loraport.cli.methods import methods
@@ -19,3 +20,4 @@ app.command()(fit)
 app.command()(port)
 app.command()(inspect)
 app.command()(methods)
+app.command()(demo)
