@@ -160,11 +160,23 @@ class SpanBasis:
     """
 
     def __init__(self, anchors: list[LowRank], tol: float = 1e-10) -> None:
-        self.ranks = [a.rank for a in anchors]
         Bc = torch.cat([a.B for a in anchors], dim=1).double()
         Ac = torch.cat([a.A for a in anchors], dim=0).double()
-        self.pb, self.rb = _whiten(Bc.T @ Bc, tol)
-        self.pa, self.ra = _whiten(Ac @ Ac.T, tol)
+        self._set(Bc.T @ Bc, Ac @ Ac.T, [a.rank for a in anchors], tol)
+
+    @classmethod
+    def from_grams(
+        cls, GB: torch.Tensor, GA: torch.Tensor, ranks: list[int], tol: float = 1e-10
+    ) -> SpanBasis:
+        """From the Grams of the stacked factors (BᵀB and AAᵀ), when the caller already has them."""
+        obj = cls.__new__(cls)
+        obj._set(GB, GA, ranks, tol)
+        return obj
+
+    def _set(self, GB: torch.Tensor, GA: torch.Tensor, ranks: list[int], tol: float) -> None:
+        self.ranks = ranks
+        self.pb, self.rb = _whiten(GB, tol)
+        self.pa, self.ra = _whiten(GA, tol)
 
     def state(self) -> dict[str, torch.Tensor]:
         return {"pb": self.pb, "rb": self.rb, "pa": self.pa, "ra": self.ra}

@@ -78,7 +78,10 @@ def latent_pair_family(
         atoms = {}
         for info in arch.modules():
             o, i = info.shape
-            atoms[info.name] = (torch.randn(o, latent_dim, generator=g) * 0.02, torch.randn(latent_dim, i, generator=g) / i**0.5)
+            atoms[info.name] = (
+                torch.randn(o, latent_dim, generator=g) * 0.02,
+                torch.randn(latent_dim, i, generator=g) / i**0.5,
+            )
         for ti, task in enumerate(tasks):
             modules = {}
             for info in arch.modules():
@@ -88,7 +91,13 @@ def latent_pair_family(
                 pa = torch.randn(private_dim, i, generator=g) / i**0.5
                 modules[info.name] = LowRank(torch.cat([b * z[ti], pb], 1), torch.cat([a, pa], 0))
             save_adapter(
-                root / side / task, modules, rank=rank, alpha=float(rank), base_model=base,
-                num_layers=arch.num_layers, provenance={"task": task, "synthetic_seed": seed}, force=True,
+                root / side / task,
+                modules,
+                rank=rank,
+                alpha=float(rank),
+                base_model=base,
+                num_layers=arch.num_layers,
+                provenance={"task": task, "synthetic_seed": seed},
+                force=True,
             )
     return out

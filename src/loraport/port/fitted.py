@@ -25,12 +25,12 @@ from safetensors.torch import load_file, save_file
 from loraport import __version__
 from loraport.adapters import Adapter, LowRank, load_adapter, refactor, save_adapter
 from loraport.adapters.lowrank import SpanBasis, stack_rows
-from loraport.arch import Arch, arch_for, layer_map
+from loraport.arch import arch_for, layer_map
 from loraport.errors import AnchorError, LoraportError, MethodError
 from loraport.io import atomic_dir, sha256_file
 from loraport.port.anchors import AnchorsSpec, check_pair_tasks
 from loraport.port.methods import PortMethod, get_method
-from loraport.port.sides import Side, input_kernel, span_basis_from_grams, stacked_grams
+from loraport.port.sides import Side, input_kernel, stacked_grams
 
 MAP_JSON = "map.json"
 MAP_STATE = "state.safetensors"
@@ -160,10 +160,6 @@ class FittedMap:
         )
 
 
-def _sides(fm_or_archs: tuple[Arch, Arch], bases: tuple[str, str], xs: list[Adapter], ys: list[Adapter]):
-    return Side.build(fm_or_archs[0], bases[0], xs), Side.build(fm_or_archs[1], bases[1], ys)
-
-
 def _output_format(ys: list[Adapter]) -> tuple[int, float, bool]:
     cfg = ys[0].config
     return int(cfg["r"]), float(cfg["lora_alpha"]), bool(cfg.get("use_rslora", False))
@@ -191,7 +187,7 @@ def fit_map(
     ys = [load_adapter(p.target, allow_pickle=allow_pickle) for p in spec.pairs]
     check_pair_tasks(spec, xs, ys)
     ax, ay = arch_for(source_config), arch_for(target_config)
-    sx, sy = _sides((ax, ay), (spec.source_base, spec.target_base), xs, ys)
+    sx, sy = Side.build(ax, spec.source_base, xs), Side.build(ay, spec.target_base, ys)
     lmap = layer_map(ax.num_layers, ay.num_layers, layers)
     pairing: dict[str, str | None] = {}
     for key in sy.keys:
@@ -205,7 +201,7 @@ def fit_map(
         parts = [sy.lowrank(a, key) for a in ys]
         K, GB, GA = stacked_grams(parts)
         ky[key] = K
-        span[key] = span_basis_from_grams(GB, GA, [p.rank for p in parts])
+        span[key] = SpanBasis.from_grams(GB, GA, [p.rank for p in parts])
     kx_glob, ky_glob = sum(kx.values()), sum(ky.values())
     if m.scope == "global":
         state = m.fit_all({GLOBAL: (kx_glob, ky_glob)}, seed)
@@ -272,7 +268,7 @@ def apply_map(
         xs = [load_adapter(a.source) for a in fmap.anchors]
         ys = [load_adapter(a.target) for a in fmap.anchors]
     ax, ay = arch_for(fmap.source_config), arch_for(fmap.target_config)
-    sx, sy = _sides((ax, ay), (fmap.source_base, fmap.target_base), xs, ys)
+    sx, sy = Side.build(ax, fmap.source_base, xs), Side.build(ay, fmap.target_base, ys)
     sx.check_same_modules(x)
 
     kin, kxx = {}, {}

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 import torch
 
 from loraport.adapters import Adapter, LowRank
-from loraport.adapters.lowrank import SpanBasis
 from loraport.arch import Arch, ModuleInfo
 from loraport.errors import AnchorError
 
@@ -75,16 +74,6 @@ def stacked_grams(parts: list[LowRank]) -> tuple[torch.Tensor, torch.Tensor, tor
     K = torch.zeros(len(parts), len(parts), dtype=torch.float64)
     K.index_put_((idx[:, None].expand_as(GB), idx[None, :].expand_as(GB)), GB * GA, accumulate=True)
     return K, GB, GA
-
-
-def span_basis_from_grams(GB: torch.Tensor, GA: torch.Tensor, ranks: list[int]) -> SpanBasis:
-    from loraport.adapters.lowrank import _whiten
-
-    obj = SpanBasis.__new__(SpanBasis)
-    obj.ranks = ranks
-    obj.pb, obj.rb = _whiten(GB, 1e-10)
-    obj.pa, obj.ra = _whiten(GA, 1e-10)
-    return obj
 
 
 def input_kernel(x: LowRank, anchors: list[LowRank]) -> torch.Tensor:
