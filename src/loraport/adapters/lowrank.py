@@ -14,6 +14,7 @@ matrices of nearly parallel adapters are badly conditioned; the big factor produ
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -61,16 +62,23 @@ def cross_gram(xs: list[LowRank], ys: list[LowRank]) -> torch.Tensor:
     ax = torch.cat([x.A for x in xs], dim=0).double()
     ay = torch.cat([y.A for y in ys], dim=0).double()
     prod = (bx.T @ by) * (ax @ ay.T)  # (Σr_x × Σr_y)
-    return _block_sum(prod, [x.rank for x in xs], [y.rank for y in ys])
+    return block_sum(prod, [x.rank for x in xs], [y.rank for y in ys])
 
 
 def gram(xs: list[LowRank]) -> torch.Tensor:
     return cross_gram(xs, xs)
 
 
-def _block_sum(m: torch.Tensor, rows: list[int], cols: list[int]) -> torch.Tensor:
-    ri = torch.repeat_interleave(torch.arange(len(rows)), torch.tensor(rows))
-    ci = torch.repeat_interleave(torch.arange(len(cols)), torch.tensor(cols))
+@functools.cache
+def _block_index(ranks: tuple[int, ...]) -> torch.Tensor:
+    """Owner of each stacked factor column: (0,0,0,0,1,1,1,1,...) for two rank-4 factors."""
+    return torch.repeat_interleave(torch.arange(len(ranks)), torch.tensor(ranks))
+
+
+def block_sum(m: torch.Tensor, rows: list[int], cols: list[int]) -> torch.Tensor:
+    """Sum a (Σrows × Σcols) matrix over its (rows[i] × cols[j]) blocks: an elementwise product of
+    stacked factor Grams summed per block gives ⟨ΔW_i, ΔW_j⟩."""
+    ri, ci = _block_index(tuple(rows)), _block_index(tuple(cols))
     out = torch.zeros(len(rows), len(cols), dtype=m.dtype)
     out.index_put_((ri[:, None].expand_as(m), ci[None, :].expand_as(m)), m, accumulate=True)
     return out

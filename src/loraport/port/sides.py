@@ -3,12 +3,12 @@ logical tensor keys "layer.role" so fused and unfused projections pair up by rol
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 
 import torch
 
 from loraport.adapters import Adapter, LowRank
+from loraport.adapters.lowrank import block_sum
 from loraport.arch import Arch, ModuleInfo
 from loraport.errors import AnchorError
 
@@ -54,12 +54,6 @@ class Side:
             )
 
 
-@functools.cache
-def _block_index(ranks: tuple[int, ...]) -> torch.Tensor:
-    """Anchor index of each stacked factor column: (0,0,0,0,1,1,1,1,...) for rank 4."""
-    return torch.repeat_interleave(torch.arange(len(ranks)), torch.tensor(ranks))
-
-
 def stacked_grams(parts: list[LowRank]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(K, GB, GA): the N×N Gram of ΔWs and the (Σr)² Grams of the stacked B and A factors.
 
@@ -70,10 +64,8 @@ def stacked_grams(parts: list[LowRank]) -> tuple[torch.Tensor, torch.Tensor, tor
     Ac = torch.cat([p.A for p in parts], dim=0)
     GB = (Bc.T @ Bc).double()
     GA = (Ac @ Ac.T).double()
-    idx = _block_index(tuple(p.rank for p in parts))
-    K = torch.zeros(len(parts), len(parts), dtype=torch.float64)
-    K.index_put_((idx[:, None].expand_as(GB), idx[None, :].expand_as(GB)), GB * GA, accumulate=True)
-    return K, GB, GA
+    ranks = [p.rank for p in parts]
+    return block_sum(GB * GA, ranks, ranks), GB, GA
 
 
 def input_kernel(x: LowRank, anchors: list[LowRank]) -> torch.Tensor:
@@ -81,5 +73,4 @@ def input_kernel(x: LowRank, anchors: list[LowRank]) -> torch.Tensor:
     Bc = torch.cat([p.B for p in anchors], dim=1)
     Ac = torch.cat([p.A for p in anchors], dim=0)
     prod = ((x.B.T @ Bc) * (x.A @ Ac.T)).double()  # (r × Σr)
-    idx = _block_index(tuple(p.rank for p in anchors))
-    return torch.zeros(len(anchors), dtype=torch.float64).index_add_(0, idx, prod.sum(0))
+    return block_sum(prod, [x.rank], [p.rank for p in anchors])[0]
