@@ -25,15 +25,19 @@ from typing import Any, Literal
 
 from loraport.errors import SandboxError
 
+# The clone flags are defined once, by the child-side boot script that passes them to unshare(2).
+from loraport.sandbox._boot import (
+    CLONE_NEWIPC,
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    CLONE_NEWUSER,
+    CLONE_NEWUTS,
+)
+
 Outcome = Literal["passed", "failed", "timed_out", "crashed"]
 OUTCOMES: tuple[str, ...] = ("passed", "failed", "timed_out", "crashed")
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
 _NS_NAMES = {
     CLONE_NEWUSER: "user",
     CLONE_NEWNS: "mount",
