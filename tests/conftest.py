@@ -49,3 +49,20 @@ def make_anchor_set(root: Path, src: Path, tgt: Path, n: int, *, rank: int = 4, 
 def anchor_set(tiny_models, tmp_path_factory) -> Path:
     """6 Qwen2→Llama anchor pairs (+ held-out 'held')."""
     return make_anchor_set(tmp_path_factory.mktemp("anchors"), tiny_models["qwen2"], tiny_models["llama"], 6)
+
+
+@pytest.fixture(scope="session")
+def mini_zoo(tmp_path_factory) -> dict[str, Path]:
+    """The default zoo pair, built for real but with a few pretraining steps on a small corpus
+    (so CI exercises the build path in seconds). Keys: "x", "y"; values: checkpoint folders."""
+    from loraport.zoo import get_spec
+    from loraport.zoo.build import build
+
+    cache = tmp_path_factory.mktemp("zoo-cache")
+    out = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LORAPORT_CACHE", str(cache))
+        for key, name in (("x", "tiny-qwen2-x"), ("y", "tiny-llama-y")):
+            spec = get_spec(name).with_overrides(steps=4).model_copy(update={"corpus_lines": 1500})
+            out[key] = build(spec, progress=False)
+    return out

@@ -132,8 +132,9 @@ def test_lengths(name):
     items = task.items("train", 300) + task.items("eval", 300)
     answer_max = {"math": 4, "science": 1, "code": 40}[task.domain]
     for it in items:
-        assert 0 < len(it.prompt) <= 80, it.prompt
+        assert 0 < len(it.prompt) <= 90, it.prompt  # short enough for the zoo's 128-byte windows
         assert 0 < len(it.answer) <= answer_max, it.answer
+        assert len(it.prompt) + len(it.completion()) <= 128
 
 
 @pytest.mark.parametrize("name", BY_DOMAIN["math"])
@@ -162,7 +163,7 @@ def test_choice_answers_match_the_knowledge_base(name):
         assert it.answer in LETTERS[: len(it.choices)]
         assert len(set(it.choices)) == len(it.choices) >= 3
         for letter, choice in zip(LETTERS, it.choices, strict=False):
-            assert f"{letter}) {choice}" in it.prompt
+            assert f"{choice} ({letter})" in it.prompt
         m = it.meta
         if m.get("reverse"):  # which entity has the property
             truth = [KB.lookup(c, m["relation"]) == m["value"] for c in it.choices]
@@ -170,6 +171,7 @@ def test_choice_answers_match_the_knowledge_base(name):
             truth = [c == KB.lookup(m["subject"], m["relation"]) for c in it.choices]
         assert truth.count(True) == 1
         assert LETTERS[truth.index(True)] == it.answer
+        assert it.completion() == f"{it.choices[truth.index(True)]} ({it.answer})"
         assert it.meta["question"] in it.prompt
 
 

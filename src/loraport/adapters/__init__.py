@@ -8,6 +8,7 @@ from loraport.adapters.peft_io import (
     load_adapter,
     save_adapter,
     target_modules_for,
+    write_adapter_files,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "refactor_dense",
     "save_adapter",
     "target_modules_for",
+    "write_adapter_files",
 ]

@@ -263,6 +263,35 @@ def save_adapter(
 ) -> Path:
     """Write a PEFT LoRA folder atomically. `modules` hold ΔW with scaling folded into B; the file stores
     B / scaling so PEFT's alpha/r (or alpha/√r) scaling reproduces ΔW exactly."""
+    with atomic_dir(out, force=force) as tmp:
+        write_adapter_files(
+            tmp,
+            modules,
+            rank=rank,
+            alpha=alpha,
+            base_model=base_model,
+            num_layers=num_layers,
+            provenance=provenance,
+            use_rslora=use_rslora,
+            dtype=dtype,
+        )
+    return Path(out)
+
+
+def write_adapter_files(
+    folder: Path,
+    modules: dict[str, LowRank],
+    *,
+    rank: int,
+    alpha: float,
+    base_model: str,
+    num_layers: int | None = None,
+    provenance: dict[str, Any] | None = None,
+    use_rslora: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> None:
+    """The two PEFT files of `save_adapter`, written into an existing `folder` (which the caller
+    makes atomic, e.g. a training run writing checkpoints beside its final adapter)."""
     scaling = _scaling(alpha, rank, use_rslora)
     tensors: dict[str, torch.Tensor] = {}
     for name, lr in modules.items():
@@ -289,7 +318,6 @@ def save_adapter(
         "alpha_pattern": {},
         "use_dora": False,
     }  # provenance lives in the safetensors metadata: PEFT warns about unknown config keys
-    with atomic_dir(out, force=force) as tmp:
-        save_file(tensors, tmp / WEIGHTS_NAME, metadata={"format": "pt", PROVENANCE_KEY: json.dumps(prov)})
-        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-    return Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, folder / WEIGHTS_NAME, metadata={"format": "pt", PROVENANCE_KEY: json.dumps(prov)})
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")

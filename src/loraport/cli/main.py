@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import typer
 
+from loraport.cli import tasks as tasks_cli
+from loraport.cli import zoo as zoo_cli
 from loraport.cli.demo import demo
+from loraport.cli.eval import eval_cmd
 from loraport.cli.fit import fit
 from loraport.cli.inspect import inspect
 from loraport.cli.methods import methods
 from loraport.cli.port import port
+from loraport.cli.train import train
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -21,3 +25,7 @@ app.command()(port)
 app.command()(inspect)
 app.command()(methods)
 app.command()(demo)
+app.command()(train)
+app.command("eval")(eval_cmd)
+app.add_typer(zoo_cli.app, name="zoo")
+app.add_typer(tasks_cli.app, name="tasks")

@@ -125,6 +125,7 @@ def _resolve(spec: str | os.PathLike[str] | ModelRef, depth: int) -> ModelRef:
     text = os.fspath(spec).strip()
     if not text:
         raise ModelLoadError("empty model spec: give a folder, a .gguf file, a model name or a hub id")
+    _load_name_plugins()
     if text in MODEL_SOURCES:
         if depth >= 8:
             raise ModelLoadError(f"model name {text!r}: its source resolves in a loop")
@@ -161,6 +162,18 @@ def _resolve(spec: str | os.PathLike[str] | ModelRef, depth: int) -> ModelRef:
         f"{text!r}: not a local path, a registered model name{closest(text, MODEL_SOURCES.names())} "
         f"or a cached hub id (registered names: {valid})"
     )
+
+
+#: Modules that register model names when imported (the zoo depends on this package, so it is
+#: imported lazily, on the first resolve, rather than from here at import time).
+NAME_PLUGINS = ("loraport.zoo",)
+
+
+def _load_name_plugins() -> None:
+    import importlib
+
+    for module in NAME_PLUGINS:
+        importlib.import_module(module)
 
 
 def _looks_like_path(text: str) -> bool:

@@ -81,6 +81,7 @@ class Draft(NamedTuple):
     tests: str = ""
     entry_point: str = ""
     meta: dict | None = None
+    target: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,6 +174,7 @@ class GeneratedTask(Task):
                     choices=d.choices,
                     tests=d.tests,
                     entry_point=d.entry_point,
+                    target=d.target,
                     meta=meta,
                 )
             )

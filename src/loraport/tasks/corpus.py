@@ -24,7 +24,7 @@ from loraport.tasks.code import ANCHOR_SAMPLERS
 from loraport.tasks.kb import KB, sentence
 from loraport.tasks.math import NAMES, OBJECTS, pick, randint, two_names
 
-MIX = {"kb": 0.4, "math": 0.25, "code": 0.25, "text": 0.1}
+MIX = {"kb": 0.35, "math": 0.35, "code": 0.2, "text": 0.1}
 
 _FACTS: dict[str, list[str]] = defaultdict(list)
 for _s, _r, _v in KB.facts():
@@ -62,7 +62,8 @@ def _code_line(rng: np.random.Generator) -> str:
     if rng.random() < 0.5:
         return f"{d.meta['body']} means {d.meta['spec']}."
     call, value = d.tests.splitlines()[0].removeprefix("assert ").split(" == ")
-    return f"{d.answer}  # {call} is {value}"
+    line = f"{d.answer}  # {call} is {value}"
+    return line if len(line) <= 120 else f"{d.meta['body']} means {d.meta['spec']}."
 
 
 _ADJ = ("little", "old", "happy", "quiet", "fast", "slow", "warm", "cold")
@@ -70,11 +71,21 @@ _NOUN = ("dog", "cat", "bird", "tree", "house", "road", "boat", "hill")
 _VERB = ("sees", "likes", "finds", "draws", "visits", "paints")
 
 
+_CAPS = "ABCDEFGH"
+
+
 def _text_line(rng: np.random.Generator) -> str:
     n, adj, noun, verb = pick(rng, NAMES), pick(rng, _ADJ), pick(rng, _NOUN), pick(rng, _VERB)
-    if rng.random() < 0.5:
+    u = rng.random()
+    if u < 0.4:
         return f"{n} {verb} a {adj} {noun}. the {noun} is {adj}."
-    return f"{noun} backwards is {noun[::-1]}. {adj} has {len(adj)} letters."
+    if u < 0.7:
+        return f"{noun} backwards is {noun[::-1]}. {adj} has {len(adj)} letters."
+    # Capital letters appear in plain text too (never as lettered choices), so they are known tokens.
+    k = int(rng.integers(len(_CAPS) - 1))
+    if u < 0.85:
+        return f"{n} sits in row {_CAPS[k]}, next to row {_CAPS[k + 1]}."
+    return f"the {noun} is in box {_CAPS[k]}. box {_CAPS[k]} is {adj}."
 
 
 _LINES: dict[str, Callable[[np.random.Generator], str]] = {

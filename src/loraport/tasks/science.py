@@ -1,9 +1,12 @@
 """Multiple-choice questions over the invented-animal knowledge base (`loraport.tasks.kb`).
 
-    "what color are zorbs? A) blue B) red C) green D) pink\n" -> "B"
+    "what color are zorbs? blue (A) red (B) green (C) pink (D)\n" -> "B" (trained on "red (B)")
 
 The answer is the letter; `choices` holds the texts in letter order and `meta["question"]` the
-question without them (for log-likelihood scoring). Tasks differ by relation family, by the number
+question without them (for log-likelihood scoring). Each choice is followed by its letter and the
+training target names the choice before its letter, so a model reads the letter off the list the
+way it copies any token that followed a word it has seen (an induction pattern tiny models learn);
+with letters before the choices, the 1M-parameter zoo models only learned the letters' prior. Tasks differ by relation family, by the number
 of hops (entity -> kind -> habitat), by whether the facts are given in the prompt (open book) or must
 be recalled from pretraining (closed book), and by direction (which entity has a property). Every
 entity-level task keys its items by the entity and hashes keys in one shared partition, so the
@@ -60,9 +63,12 @@ def multiple_choice(
     picks = [others[int(i)] for i in rng.choice(len(others), size=need, replace=False)]
     options = [correct, *forced, *picks]
     choices = tuple(options[int(i)] for i in rng.permutation(k))
-    listed = " ".join(f"{letter}) {c}" for letter, c in zip(LETTERS, choices, strict=False))
+    listed = " ".join(f"{c} ({letter})" for letter, c in zip(LETTERS, choices, strict=False))
     meta = {"question": question, **(meta or {})}
-    return Draft(f"{question} {listed}\n", LETTERS[choices.index(correct)], key, choices=choices, meta=meta)
+    letter = LETTERS[choices.index(correct)]
+    return Draft(
+        f"{question} {listed}\n", letter, key, choices=choices, meta=meta, target=f"{correct} ({letter})"
+    )
 
 
 @cache

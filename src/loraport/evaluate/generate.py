@@ -1,0 +1,121 @@
+"""Batched greedy generation with a KV cache and stop rules, and log-likelihood of continuations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+
+@lru_cache(maxsize=8)
+def _newline_ids(tokenizer) -> frozenset[int]:
+    return frozenset(i for i in range(len(tokenizer)) if "\n" in tokenizer.decode([i]))
+
+
+class StopOnTokens(StoppingCriteria):
+    """Per row: done once the row has produced any of `ids` (HF pads finished rows)."""
+
+    def __init__(self, ids: frozenset[int], start: int) -> None:
+        self.ids = torch.tensor(sorted(ids), dtype=torch.long)
+        self.start = start
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw) -> torch.Tensor:
+        return torch.isin(input_ids[:, -1], self.ids)
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> str:
+    cut = len(text)
+    for s in stops:
+        k = text.find(s)
+        if k >= 0:
+            cut = min(cut, k)
+    return text[:cut]
+
+
+@torch.inference_mode()
+def generate(
+    model: torch.nn.Module,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    batch: int = 64,
+    stop_at_newline: bool = True,
+    on_batch=None,
+) -> list[str]:
+    """Greedy continuations of `prompts`: they end at EOS, at `max_new_tokens`, and (by default) at
+    the first newline, which is also cut from the text. Prompts are batched by length (left
+    padding) and returned in input order."""
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    encoded = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+    stops = StoppingCriteriaList()
+    if stop_at_newline:
+        stops.append(StopOnTokens(_newline_ids(tokenizer), 0))
+    out: list[str] = [""] * len(prompts)
+    for lo in range(0, len(order), batch):
+        rows = order[lo : lo + batch]
+        width = max(len(encoded[i]) for i in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, i in enumerate(rows):
+            seq = encoded[i]
+            ids[r, width - len(seq) :] = torch.tensor(seq)
+            mask[r, width - len(seq) :] = 1
+        gen = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=eos,
+            pad_token_id=pad,
+            stopping_criteria=stops,
+            use_cache=True,
+        )
+        for r, i in enumerate(rows):
+            new = gen[r, width:].tolist()
+            if eos in new:
+                new = new[: new.index(eos)]
+            text = tokenizer.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            out[i] = cut_at_stop(text, ("\n",)) if stop_at_newline else text
+        if on_batch is not None:
+            on_batch(len(rows))
+    return out
+
+
+@torch.inference_mode()
+def continuation_logprobs(
+    model: torch.nn.Module,
+    tokenizer,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    batch: int = 64,
+) -> list[tuple[float, int]]:
+    """(sum of log-probabilities, number of tokens) of each continuation given its context.
+    Context and continuation are tokenized separately and joined, as in training."""
+    ctx = tokenizer([c for c, _ in pairs], add_special_tokens=False)["input_ids"]
+    cont = tokenizer([x for _, x in pairs], add_special_tokens=False)["input_ids"]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    out: list[tuple[float, int]] = []
+    for lo in range(0, len(pairs), batch):
+        seqs = [ctx[i] + cont[i] for i in range(lo, min(lo + batch, len(pairs)))]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, s in enumerate(seqs):
+            ids[r, : len(s)] = torch.tensor(s)
+            mask[r, : len(s)] = 1
+        logits = model(input_ids=ids, attention_mask=mask).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], dim=-1)
+        for r, s in enumerate(seqs):
+            i = lo + r
+            n_ctx, n_cont = len(ctx[i]), len(cont[i])
+            if n_ctx == 0:
+                raise ValueError(f"empty context for continuation {pairs[i][1]!r}")
+            pos = torch.arange(n_ctx - 1, n_ctx - 1 + n_cont)
+            tgt = ids[r, n_ctx : n_ctx + n_cont]
+            out.append((float(logp[r, pos, tgt].sum()), n_cont))
+    return out

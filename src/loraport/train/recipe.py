@@ -1,0 +1,49 @@
+"""The LoRA training recipe: the reference study's knobs, validated."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Recipe(BaseModel):
+    """How one LoRA adapter is trained. The defaults are the embedded zoo's study recipe (measured:
+    they take the zoo's oracles from 0 to ≥ 10 points on the held-out tasks in ~20 s each). `target_modules=None` means every projection the base's
+    architecture family lists (q, k, v, o, gate, up, down for Llama-like models).
+
+    `examples` training items are drawn from the task's train split (seed `seed`) and shown
+    `epochs` times in a seeded order, `batch` at a time; the loss covers the answer tokens only.
+    `max_length` caps prompt + answer tokens (longer examples are an error, not silently cut).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rank: int = Field(16, ge=1, le=1024)
+    alpha: float = Field(32.0, gt=0)
+    target_modules: tuple[str, ...] | None = None
+    epochs: int = Field(4, ge=1, le=1000)
+    examples: int = Field(2000, ge=1)
+    batch: int = Field(32, ge=1)
+    lr: float = Field(5e-3, gt=0, le=1.0)
+    warmup: float = Field(0.05, ge=0, lt=1, description="share of steps with linear warm-up")
+    weight_decay: float = Field(0.0, ge=0)
+    clip: float = Field(1.0, ge=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    max_length: int = Field(256, ge=8)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _modules_nonempty(self) -> Recipe:
+        if self.target_modules is not None and not self.target_modules:
+            raise ValueError("target_modules is empty; leave it out for every projection")
+        return self
+
+    def steps_per_epoch(self) -> int:
+        return -(-self.examples // self.batch)
+
+    def digest(self) -> str:
+        """A stable hash of every knob (for content-addressed caches)."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]

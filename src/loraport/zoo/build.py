@@ -1,0 +1,186 @@
+"""Building and caching the embedded base models.
+
+    from loraport.zoo import build, zoo_specs
+    path = build("tiny-llama-y")        # cached: instant after the first time
+    load_model("tiny-llama-y")          # names are registered in loraport.models.MODEL_SOURCES
+
+A model's folder is `cache_root()/zoo/<name>-<digest>/`, where the digest covers its entry in
+zoo.yaml, the corpus size and the build code's version: an edited spec is a different model, never
+a stale one. Folders appear atomically (built in a temporary sibling, then renamed) and under a
+lock, so parallel workers build each model once. `zoo.json` in the folder records the spec, the
+loss curve, the build time and the library versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from loraport import __version__
+from loraport.errors import ModelLoadError
+from loraport.io import atomic_dir
+from loraport.models.cache import cache_root, file_lock
+
+#: Bump when the build code changes what a spec produces.
+BUILD_VERSION = 1
+CORPUS_LINES = 60_000
+MARKER = "zoo.json"
+
+
+class Pretrain(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    steps: int = Field(ge=1)
+    batch: int = Field(ge=1)
+    block: int = Field(ge=8)
+    lr: float = Field(gt=0)
+
+
+class ZooSpec(BaseModel):
+    """One embedded base model, as zoo.yaml states it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    role: Literal["source", "target", "tier"]
+    family: str
+    tokenizer: Literal["bytes", "bpe"]
+    seed: int
+    corpus_seed: int
+    config: dict[str, Any]
+    pretrain: Pretrain
+    corpus_lines: int = CORPUS_LINES
+
+    def digest(self) -> str:
+        text = json.dumps(
+            {"build": BUILD_VERSION, "code": code_digest(), **self.model_dump(mode="json")}, sort_keys=True
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def folder(self) -> Path:
+        return cache_root() / "zoo" / f"{self.name}-{self.digest()}"
+
+    def with_overrides(self, **pretrain: Any) -> ZooSpec:
+        """A variant with other pretraining settings (e.g. fewer steps for tests); its own digest."""
+        return self.model_copy(update={"pretrain": self.pretrain.model_copy(update=pretrain)})
+
+
+#: The modules whose code decides what a build produces (corpus, tokenizers, pretraining loop).
+BUILD_MODULES = (
+    "loraport.tasks.corpus",
+    "loraport.tasks.kb",
+    "loraport.tasks.math",
+    "loraport.tasks.code",
+    "loraport.zoo.tokenizer",
+    "loraport.zoo.pretrain",
+    "loraport.zoo.build",
+    "loraport.train.loop",
+)
+
+
+@cache
+def code_digest() -> str:
+    """sha256 over the source of BUILD_MODULES: editing the corpus or the pretraining code gives
+    every zoo model a new address instead of silently reusing a model built by older code."""
+    import importlib
+    import inspect
+
+    h = hashlib.sha256()
+    for name in BUILD_MODULES:
+        h.update(inspect.getsource(importlib.import_module(name)).encode())
+    return h.hexdigest()[:16]
+
+
+@cache
+def zoo_specs() -> dict[str, ZooSpec]:
+    data = yaml.safe_load(resources.files("loraport.zoo").joinpath("zoo.yaml").read_text())
+    return {name: ZooSpec(name=name, **entry) for name, entry in data["models"].items()}
+
+
+def get_spec(name: str) -> ZooSpec:
+    specs = zoo_specs()
+    if name not in specs:
+        from loraport.errors import closest
+
+        raise ModelLoadError(f"unknown zoo model {name!r}{closest(name, specs)}; valid: {', '.join(specs)}")
+    return specs[name]
+
+
+def is_built(spec: ZooSpec | str) -> bool:
+    spec = get_spec(spec) if isinstance(spec, str) else spec
+    return (spec.folder() / MARKER).is_file()
+
+
+def build(spec: ZooSpec | str, *, progress: bool = True) -> Path:
+    """The folder of a built zoo model, building it first if needed (seeded, deterministic)."""
+    spec = get_spec(spec) if isinstance(spec, str) else spec
+    folder = spec.folder()
+    if (folder / MARKER).is_file():
+        return folder
+    with file_lock(folder.parent / f".{folder.name}.lock"):
+        if (folder / MARKER).is_file():
+            return folder
+        with atomic_dir(folder, force=True) as tmp:
+            _build_into(spec, tmp, progress)
+    return folder
+
+
+def _build_into(spec: ZooSpec, out: Path, progress: bool) -> None:
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+    from loraport.tasks import pretraining_corpus
+    from loraport.zoo.pretrain import pretrain
+    from loraport.zoo.tokenizer import build_tokenizer
+
+    start = time.perf_counter()
+    lines = pretraining_corpus(spec.corpus_lines, seed=spec.corpus_seed)
+    tokenizer = build_tokenizer(spec.tokenizer, lines)
+    torch.manual_seed(spec.seed)
+    config = AutoConfig.for_model(
+        spec.family,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+        **spec.config,
+    )
+    model = AutoModelForCausalLM.from_config(config)
+    losses = pretrain(
+        model, tokenizer, lines, seed=spec.seed, progress=progress, desc=f"pretrain {spec.name}",
+        **spec.pretrain.model_dump(),
+    )
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    seconds = time.perf_counter() - start
+    record = {
+        "name": spec.name,
+        "digest": spec.digest(),
+        "spec": spec.model_dump(mode="json"),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "vocab_size": len(tokenizer),
+        "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4),
+        "losses": [round(x, 4) for x in losses[:: max(1, len(losses) // 100)]],
+        "seconds": round(seconds, 1),
+        "versions": {"loraport": __version__, "torch": torch.__version__},
+        "threads": torch.get_num_threads(),
+    }
+    (out / MARKER).write_text(json.dumps(record, indent=1) + "\n")
+
+
+def build_record(spec: ZooSpec | str) -> dict[str, Any] | None:
+    spec = get_spec(spec) if isinstance(spec, str) else spec
+    path = spec.folder() / MARKER
+    return json.loads(path.read_text()) if path.is_file() else None

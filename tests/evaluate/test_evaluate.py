@@ -1,0 +1,99 @@
+"""Evaluation: greedy generation with stop rules, log-likelihood ranking against known preferences,
+per-item records, adapters merged exactly as PEFT applies them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from loraport.evaluate import EvalResult, continuation_logprobs, evaluate, evaluate_items, generate
+from loraport.models import load_model
+from loraport.tasks import Item, get_task
+from loraport.train import Recipe, train_lora
+
+
+def biased_model(folder, favour: dict[str, float]):
+    """A zoo model whose next-token distribution is fixed: logits = a bias vector (the hidden state
+    is multiplied by zero), so every preference is known exactly."""
+    model, tok, _ = load_model(folder)
+    hidden, vocab = model.config.hidden_size, len(tok)
+    head = torch.nn.Linear(hidden, vocab, bias=True)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        for text, value in favour.items():
+            (tid,) = tok(text, add_special_tokens=False)["input_ids"]
+            head.bias[tid] = value
+    model.lm_head = head
+    return model, tok, torch.log_softmax(head.bias.detach(), -1)
+
+
+def test_loglik_ranking_follows_known_preferences(mini_zoo):
+    model, tok, logp = biased_model(mini_zoo["y"], {" x": 6.0, " y": 3.0})
+    pairs = [("q", " x"), ("q", " y"), ("q", " x y"), ("q", " zz")]
+    got = continuation_logprobs(model, tok, pairs)
+    for (_, cont), (lp, n) in zip(pairs, got, strict=True):
+        ids = tok(cont, add_special_tokens=False)["input_ids"]
+        assert n == len(ids) and lp == pytest.approx(float(logp[ids].sum()), abs=1e-4)
+    item = Item("i1", "what? ", "B", "loglik_choice", choices=("y", "x", "zz"), meta={"question": "what?"})
+    res = evaluate_items(model, tok, [item], ["loglik_choice"], task="t")
+    (rec,) = res.records
+    assert rec.extracted == "B" and rec.correct and rec.prediction == "x"
+
+
+def test_uniform_model_prefers_fewer_tokens(mini_zoo):
+    model, tok, _ = biased_model(mini_zoo["y"], {})
+    (a, na), (b, nb) = continuation_logprobs(model, tok, [("q", "ab"), ("q", "abcdef")])
+    v = len(tok)
+    assert a == pytest.approx(-na * math.log(v), abs=1e-3) and b == pytest.approx(-nb * math.log(v), abs=1e-3)
+
+
+@pytest.mark.parametrize(("favour", "expected"), [("x", "x" * 7), ("<eos>", ""), ("\n", "")])
+def test_greedy_generation_stops_at_eos_newline_or_budget(mini_zoo, favour, expected):
+    model, tok, _ = biased_model(mini_zoo["y"], {favour: 9.0})
+    assert generate(model, tok, ["a", "a longer prompt"], max_new_tokens=7) == [expected, expected]
+
+
+def test_batched_generation_equals_one_at_a_time(mini_zoo):
+    model, tok, _ = load_model(mini_zoo["x"])
+    prompts = [it.prompt for it in get_task("math_add").items("eval", 5)] + ["# f(x): x plus 1\n"]
+    batched = generate(model, tok, prompts, max_new_tokens=12, batch=4)
+    single = [generate(model, tok, [p], max_new_tokens=12)[0] for p in prompts]
+    assert batched == single
+
+
+def test_records_summary_and_roundtrip(mini_zoo, tmp_path):
+    res = evaluate(mini_zoo["y"], "sci_color", n=6)
+    assert res.scorers() == ["choice_letter", "loglik_choice"]
+    s = res.summary()
+    assert s["choice_letter"]["n"] == s["loglik_choice"]["n"] == 6
+    assert all(r.status in ("ok", "invalid") for r in res.records)
+    back = EvalResult.load(res.save(tmp_path / "e.jsonl"))
+    assert back.records == res.records and back.summary() == s
+    assert back.provenance["base"]["fingerprint"] and back.provenance["n"] == 6
+
+
+def test_code_items_are_run_in_the_sandbox(mini_zoo):
+    model, tok, _ = biased_model(mini_zoo["y"], {"<eos>": 9.0})
+    items = get_task("code_affine").items("eval", 2)
+    res = evaluate_items(model, tok, items, ["code_exec"], task="code_affine")
+    assert [r.correct for r in res.records] == [False, False]
+    assert all(r.status == "invalid" for r in res.records)  # empty output: no program
+
+
+def test_merged_adapter_matches_peft(mini_zoo, tmp_path):
+    from peft import PeftModel
+
+    out = train_lora(mini_zoo["y"], "math_add", Recipe(rank=4, alpha=8, epochs=1, examples=8, batch=8, lr=5e-2), out=tmp_path / "a", progress=False)
+    from loraport.evaluate import merge_adapter
+
+    ids = torch.tensor([[5, 9, 12, 30, 7]])
+    ours, _, _ = load_model(mini_zoo["y"])
+    merge_adapter(ours, out)
+    peft = PeftModel.from_pretrained(load_model(mini_zoo["y"])[0], str(out))
+    with torch.no_grad():
+        a, b = ours(input_ids=ids).logits, peft(input_ids=ids).logits
+    base = load_model(mini_zoo["y"])[0](input_ids=ids).logits
+    assert torch.allclose(a, b, atol=1e-5) and not torch.allclose(a, base, atol=1e-4)
