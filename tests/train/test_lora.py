@@ -20,7 +20,13 @@ SMALL = Recipe(rank=4, alpha=8, epochs=2, examples=16, batch=8, lr=1e-2)
 def _train(folder, seed):
     model, tok, _ = load_model(folder)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    trained = train_on_items(model, tok, get_task("math_add").items("train", 16), SMALL.model_copy(update={"seed": seed}), progress=False)
+    trained = train_on_items(
+        model,
+        tok,
+        get_task("math_add").items("train", 16),
+        SMALL.model_copy(update={"seed": seed}),
+        progress=False,
+    )
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before), "training must not touch the base weights"
     return trained
@@ -60,7 +66,13 @@ def test_loss_goes_down_on_a_learnable_task(mini_zoo):
 
 def test_too_long_items_and_failed_runs_leave_nothing(mini_zoo, tmp_path):
     with pytest.raises(TaskError, match="more than max_length 8"):
-        train_lora(mini_zoo["y"], "code_affine", SMALL.model_copy(update={"max_length": 8}), out=tmp_path / "o", progress=False)
+        train_lora(
+            mini_zoo["y"],
+            "code_affine",
+            SMALL.model_copy(update={"max_length": 8}),
+            out=tmp_path / "o",
+            progress=False,
+        )
     assert not list(tmp_path.iterdir())
 
 
@@ -71,5 +83,5 @@ def test_a_tokenizer_that_cannot_encode_the_task_is_named():
     tok = Tokenizer(models.WordLevel({"<unk>": 0, "tom": 1, "has": 2}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<unk>")
-    with pytest.raises(TaskError, match="task 'math_add'.*unknown token"):
+    with pytest.raises(TaskError, match=r"task 'math_add'.*unknown token"):
         check_encodable(fast, ["tom has 3 cups"], "task 'math_add'")

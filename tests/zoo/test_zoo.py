@@ -54,10 +54,10 @@ def test_tokenizers_are_genuinely_different_and_lossless():
 
 
 def test_build_is_cached_atomic_and_loadable(mini_zoo, tmp_path, monkeypatch):
-    for key, folder in mini_zoo.items():
+    for _key, folder in mini_zoo.items():
         record = json.loads((folder / MARKER).read_text())
         assert record["spec"]["pretrain"]["steps"] == 4 and record["parameters"] > 100_000
-        model, tok, ref = load_model(folder)
+        model, tok, _ref = load_model(folder)
         assert tok is not None and model.config.vocab_size == len(tok)
     assert not [p for p in mini_zoo["y"].parent.iterdir() if p.name.endswith(".tmp")]
     # a second build is a cache hit: same folder, untouched

@@ -19,4 +19,6 @@ def demo(
 
     summary = run_demo(out, seeds=tuple(range(seeds)), log=lambda s: console.print(s, highlight=False))
     console.print((out / "report.md").read_text(), highlight=False, markup=False)
-    console.print(f"wrote {out}/report.md, summary.json, records.jsonl ({summary['provenance']['seconds']} s)")
+    console.print(
+        f"wrote {out}/report.md, summary.json, records.jsonl ({summary['provenance']['seconds']} s)"
+    )

@@ -13,7 +13,11 @@ from loraport.cli.common import console, friendly
 @friendly
 def eval_cmd(
     base: str = typer.Option(..., "--base", help="Base model: zoo name, folder, .gguf or cached hub id."),
-    task: str = typer.Option(..., "--task", help="Task name (see `loraport tasks list`)."),
+    task: str = typer.Option(
+        ...,
+        "--task",
+        help="Task name (`loraport tasks list`), or a folder with train.jsonl + eval.jsonl, or a saved `datasets` folder.",
+    ),
     adapter: Path = typer.Option(None, "--adapter", help="PEFT adapter folder to merge into the base."),
     limit: int = typer.Option(300, "--limit", help="Number of eval items."),
     seed: int = typer.Option(0, "--seed", help="Which eval items are drawn."),
@@ -26,7 +30,9 @@ def eval_cmd(
 
     with Progress(transient=True) as bar:
         job = bar.add_task(f"generating {task}", total=limit)
-        result = evaluate(base, task, adapter=adapter, n=limit, seed=seed, progress=lambda k: bar.advance(job, k))
+        result = evaluate(
+            base, task, adapter=adapter, n=limit, seed=seed, progress=lambda k: bar.advance(job, k)
+        )
     table = Table(title=f"{task} on {base}" + (f" + {adapter}" if adapter else ""))
     for col in ("scorer", "n", "correct", "invalid", "accuracy"):
         table.add_column(col)

@@ -6,6 +6,7 @@ import typer
 
 from loraport.cli import tasks as tasks_cli
 from loraport.cli import zoo as zoo_cli
+from loraport.cli.bench import bench, report
 from loraport.cli.demo import demo
 from loraport.cli.eval import eval_cmd
 from loraport.cli.fit import fit
@@ -26,6 +27,16 @@ app.command()(inspect)
 app.command()(methods)
 app.command()(demo)
 app.command()(train)
+app.command()(bench)
+app.command()(report)
 app.command("eval")(eval_cmd)
 app.add_typer(zoo_cli.app, name="zoo")
 app.add_typer(tasks_cli.app, name="tasks")
+
+
+@app.callback()
+def _quiet_transformers() -> None:
+    """loraport draws its own progress bars; transformers' per-file bars would interleave."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()

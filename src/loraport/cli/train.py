@@ -12,11 +12,19 @@ from loraport.cli.common import Force, console, friendly
 @friendly
 def train(
     base: str = typer.Option(..., "--base", help="Base model: zoo name, folder, .gguf or cached hub id."),
-    task: str = typer.Option(..., "--task", help="Task name (see `loraport tasks list`)."),
-    out: Path = typer.Option(..., "--out", help="Output folder (PEFT adapter + checkpoints + train_log.json)."),
+    task: str = typer.Option(
+        ...,
+        "--task",
+        help="Task name (`loraport tasks list`), or a folder with train.jsonl + eval.jsonl, or a saved `datasets` folder.",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder (PEFT adapter + checkpoints + train_log.json)."
+    ),
     rank: int = typer.Option(16, "--rank", "-r"),
     alpha: float = typer.Option(32.0, "--alpha"),
-    target_modules: str = typer.Option(None, "--target-modules", help="Comma-separated (default: every projection)."),
+    target_modules: str = typer.Option(
+        None, "--target-modules", help="Comma-separated (default: every projection)."
+    ),
     epochs: int = typer.Option(4, "--epochs"),
     examples: int = typer.Option(2000, "--examples", help="Training items drawn from the task."),
     batch: int = typer.Option(32, "--batch"),

@@ -1,8 +1,8 @@
 """Scoring models on tasks: batched greedy generation, log-likelihood choice ranking, per-item records.
 
-    from loraport.evaluate import evaluate
-    result = evaluate("tiny-llama-y", "sci_which", adapter="runs/oracle", n=300)
-    result.summary()   # {"choice_letter": {...}, "loglik_choice": {...}}
+from loraport.evaluate import evaluate
+result = evaluate("tiny-llama-y", "sci_which", adapter="runs/oracle", n=300)
+result.summary()   # {"choice_letter": {...}, "loglik_choice": {...}}
 """
 
 from loraport.evaluate.generate import continuation_logprobs, generate

@@ -110,7 +110,7 @@ def continuation_logprobs(
             mask[r, : len(s)] = 1
         logits = model(input_ids=ids, attention_mask=mask).logits.float()
         logp = torch.log_softmax(logits[:, :-1], dim=-1)
-        for r, s in enumerate(seqs):
+        for r in range(len(seqs)):
             i = lo + r
             n_ctx, n_cont = len(ctx[i]), len(cont[i])
             if n_ctx == 0:

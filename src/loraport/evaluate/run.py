@@ -27,7 +27,7 @@ from loraport.errors import TaskError
 from loraport.evaluate.generate import continuation_logprobs, generate
 from loraport.io import atomic_file
 from loraport.scorers import SCORERS, Verdict, score_code_batch
-from loraport.tasks import Item, Task, get_task, warn_if_small
+from loraport.tasks import Item, Task, resolve_task, warn_if_small
 from loraport.tasks.base import LETTERS
 from loraport.train.data import check_encodable
 
@@ -76,7 +76,10 @@ class EvalResult:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """JSONL: a header line {"task", "provenance", "summary"} then one line per record."""
         with atomic_file(path) as fh:
-            fh.write(json.dumps({"task": self.task, "provenance": self.provenance, "summary": self.summary()}) + "\n")
+            fh.write(
+                json.dumps({"task": self.task, "provenance": self.provenance, "summary": self.summary()})
+                + "\n"
+            )
             for r in self.records:
                 fh.write(json.dumps(asdict(r)) + "\n")
         return Path(path)
@@ -109,7 +112,9 @@ def _loglik_verdicts(model, tokenizer, items: Sequence[Item], batch: int) -> tup
         lps = [scores[start + j][0] for j in range(k)]
         best = max(range(k), key=lambda j: lps[j])
         letter = LETTERS[best]
-        verdicts.append(Verdict(letter == it.answer.strip().upper(), letter, "ok", " ".join(f"{x:.3f}" for x in lps)))
+        verdicts.append(
+            Verdict(letter == it.answer.strip().upper(), letter, "ok", " ".join(f"{x:.3f}" for x in lps))
+        )
         texts.append(it.choices[best])
     return verdicts, texts
 
@@ -135,8 +140,12 @@ def evaluate_items(
     if any(s != "loglik_choice" for s in scorers):
         start = time.perf_counter()
         predictions = generate(
-            model, tokenizer, [it.prompt for it in items], max_new_tokens=max_new_tokens(tokenizer, items),
-            batch=batch, on_batch=progress,
+            model,
+            tokenizer,
+            [it.prompt for it in items],
+            max_new_tokens=max_new_tokens(tokenizer, items),
+            batch=batch,
+            on_batch=progress,
         )
         seconds["generate"] = time.perf_counter() - start
     for s in scorers:
@@ -171,7 +180,7 @@ def evaluate(
     from loraport.evaluate.merge import merge_adapter
     from loraport.models import load_model
 
-    task = get_task(task) if isinstance(task, str) else task
+    task = resolve_task(task) if isinstance(task, str | os.PathLike) else task
     model, tokenizer, ref = load_model(base)
     if tokenizer is None:
         raise TaskError(f"base {base}: has no tokenizer, so it cannot be evaluated on text")
@@ -179,7 +188,9 @@ def evaluate(
     cap = task.available("eval")
     items = task.items("eval", n if cap is None else min(n, cap), seed=seed)
     warn_if_small(task, len(items))
-    result = evaluate_items(model, tokenizer, items, scorers or task.scorers, task=task.name, batch=batch, progress=progress)
+    result = evaluate_items(
+        model, tokenizer, items, scorers or task.scorers, task=task.name, batch=batch, progress=progress
+    )
     result.provenance = {
         **result.provenance,
         "base": ref.provenance(),

@@ -284,3 +284,23 @@ def load_datasets_task(
         description=description,
         scorers=scorers,
     )
+
+
+def resolve_task(spec: str | Path) -> Task:
+    """A task from a CLI-style spec: a registered name, a folder holding train.jsonl and
+    eval.jsonl, or a `datasets` folder saved with `save_to_disk` (it has dataset_dict.json)."""
+    from loraport.tasks.base import TASKS
+
+    text = str(spec)
+    if text in TASKS:
+        return TASKS.get(text)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if (path / "train.jsonl").is_file() and (path / "eval.jsonl").is_file():
+            return load_jsonl_task(path / "train.jsonl", path / "eval.jsonl")
+        if (path / "dataset_dict.json").is_file():
+            return load_datasets_task(path)
+        raise TaskError(f"{path}: a task folder needs train.jsonl + eval.jsonl, or a saved datasets DatasetDict")
+    if "/" in text or text.endswith(".jsonl"):
+        raise TaskError(f"{path}: no such task folder")
+    return TASKS.get(text)  # unknown name: the registry's error names the closest task

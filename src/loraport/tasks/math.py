@@ -105,13 +105,9 @@ _SPECS = [
         _mul_add,
         ("math_mul", "math_add"),
     ),
-    (
-        "math_three_step",
-        "heldout",
-        "three-step word problem: gets, loses, gets again",
-        _three_step,
-        ("math_add_sub", "math_add", "math_sub"),
-    ),
+    # On the embedded zoo the oracle reaches only ~1% here (three operations on two-digit numbers
+    # are beyond the tiny models), so it is an anchor there, not a usable held-out task.
+    ("math_three_step", "anchor", "three-step word problem: gets, loses, gets again", _three_step, ()),
     (
         "math_sum_more",
         "heldout",

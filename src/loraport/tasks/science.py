@@ -133,6 +133,19 @@ def _context_chain(rng):
     return multiple_choice(rng, question, v, KB.values(rel), k=3, meta=meta, key=s)
 
 
+def _context_which(rng):
+    rel = pick(rng, ("color", "size"))
+    s = pick(rng, KB.entity_names)
+    v = KB.lookup(s, rel)
+    d = pick(rng, _without(rel, v))
+    facts = [f"{s} are {v}.", f"{d} are {KB.lookup(d, rel)}."]
+    if rng.random() < 0.5:
+        facts.reverse()
+    meta = {"subject": s, "relation": rel, "value": v, "reverse": True, "distractor": d}
+    question = f"{' '.join(facts)} which are {v}?"
+    return multiple_choice(rng, question, s, _without(rel, v), k=3, forced=(d,), meta=meta, key=s)
+
+
 _SPECS = [
     ("sci_color", "anchor", "closed book: the color of an animal", _closed("color"), (), ENTITY_SALT),
     ("sci_size", "anchor", "closed book: the size of an animal", _closed("size"), (), ENTITY_SALT),
@@ -154,20 +167,30 @@ _SPECS = [
         (),
         ENTITY_SALT,
     ),
+    # Closed-book compositions: on the embedded zoo their oracles stay at chance (the tiny models
+    # do not memorise the knowledge base well enough to compose it), so they serve as anchors.
     (
         "sci_inherit",
-        "heldout",
+        "anchor",
         "closed book, two hops: an animal's habitat, diet or part via its kind",
         _inherit,
-        ("sci_kind", "sci_kind_facts"),
+        (),
         ENTITY_SALT,
     ),
     (
         "sci_which",
-        "heldout",
+        "anchor",
         "closed book, reversed: which animal has a given color or size",
         _which,
-        ("sci_color", "sci_size"),
+        (),
+        ENTITY_SALT,
+    ),
+    (
+        "sci_context_which",
+        "heldout",
+        "open book, reversed: two facts in the prompt, which animal has the asked property",
+        _context_which,
+        ("sci_context", "sci_which"),
         ENTITY_SALT,
     ),
     (

@@ -27,7 +27,9 @@ def check_encodable(tokenizer, texts: Sequence[str], what: str) -> None:
             raise TaskError(f"{what}: the tokenizer cannot encode {text[:60]!r} (decodes to {back[:60]!r})")
 
 
-def encode_examples(tokenizer, items: Sequence[Item], max_length: int, what: str) -> list[tuple[list[int], int]]:
+def encode_examples(
+    tokenizer, items: Sequence[Item], max_length: int, what: str
+) -> list[tuple[list[int], int]]:
     """(token ids, number of prompt tokens) per item; ids end with EOS."""
     if tokenizer.eos_token_id is None:
         raise TaskError(f"{what}: the tokenizer has no EOS token, so answers cannot be terminated")
@@ -38,9 +40,7 @@ def encode_examples(tokenizer, items: Sequence[Item], max_length: int, what: str
     for it, p, a in zip(items, prompts, answers, strict=True):
         ids = [*p, *a, tokenizer.eos_token_id]
         if len(ids) > max_length:
-            raise TaskError(
-                f"{what}: item {it.id} is {len(ids)} tokens, more than max_length {max_length}"
-            )
+            raise TaskError(f"{what}: item {it.id} is {len(ids)} tokens, more than max_length {max_length}")
         out.append((ids, len(p)))
     return out
 

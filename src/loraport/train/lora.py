@@ -28,7 +28,7 @@ from loraport.adapters import LowRank, refactor, write_adapter_files
 from loraport.arch import arch_for
 from loraport.errors import TaskError
 from loraport.io import atomic_dir, check_output
-from loraport.tasks import Item, Task, get_task
+from loraport.tasks import Item, Task, resolve_task
 from loraport.train.data import collate, encode_examples
 from loraport.train.loop import run_steps
 from loraport.train.recipe import Recipe
@@ -98,7 +98,9 @@ def train_on_items(
         load_factors(peft_model, init)
     spe = -(-len(examples) // recipe.batch)
     steps = spe * recipe.epochs
-    orders = [np.random.default_rng([recipe.seed, e]).permutation(len(examples)) for e in range(recipe.epochs)]
+    orders = [
+        np.random.default_rng([recipe.seed, e]).permutation(len(examples)) for e in range(recipe.epochs)
+    ]
 
     def batches(step: int) -> dict[str, torch.Tensor]:
         epoch, k = divmod(step, spe)
@@ -176,12 +178,14 @@ def train_lora(
 
     recipe = recipe or Recipe()
     check_output(out, force)
-    task = get_task(task) if isinstance(task, str) else task
+    task = resolve_task(task) if isinstance(task, str | os.PathLike) else task
     model, tokenizer, ref = load_model(base)
     if tokenizer is None:
         raise TaskError(f"base {base}: has no tokenizer, so it cannot be trained on text")
     items = task.items("train", recipe.examples, seed=recipe.seed)
-    trained = train_on_items(model, tokenizer, items, recipe, what=f"{task.name} on {ref.name or ref.spec}", progress=progress)
+    trained = train_on_items(
+        model, tokenizer, items, recipe, what=f"{task.name} on {ref.name or ref.spec}", progress=progress
+    )
     provenance = {
         "kind": "trained",
         "task": task.name,
@@ -191,10 +195,17 @@ def train_lora(
         "torch": torch.__version__,
     }
     num_layers = model.config.num_hidden_layers
-    save = dict(rank=recipe.rank, alpha=recipe.alpha, base_model=ref.name or str(ref.path), num_layers=num_layers)
+    save = dict(
+        rank=recipe.rank, alpha=recipe.alpha, base_model=ref.name or str(ref.path), num_layers=num_layers
+    )
     with atomic_dir(out, force=force) as tmp:
         for epoch, snap in enumerate(trained.snapshots, 1):
-            write_adapter_files(tmp / "checkpoints" / f"epoch-{epoch}", snap, provenance={**provenance, "epoch": epoch}, **save)
+            write_adapter_files(
+                tmp / "checkpoints" / f"epoch-{epoch}",
+                snap,
+                provenance={**provenance, "epoch": epoch},
+                **save,
+            )
         write_adapter_files(tmp, trained.modules, provenance={**provenance, "epoch": recipe.epochs}, **save)
         log = {
             "loraport_version": __version__,
@@ -206,7 +217,11 @@ def train_lora(
             "seconds": round(trained.seconds, 3),
             "steps_per_second": round(trained.steps / max(trained.seconds, 1e-9), 3),
             "losses": [round(x, 5) for x in trained.losses],
-            "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+            "machine": {
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+            },
         }
         (tmp / LOG_NAME).write_text(json.dumps(log, indent=1) + "\n")
     return Path(out)

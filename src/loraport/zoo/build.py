@@ -60,7 +60,13 @@ class ZooSpec(BaseModel):
 
     def digest(self) -> str:
         text = json.dumps(
-            {"build": BUILD_VERSION, "code": code_digest(), **self.model_dump(mode="json")}, sort_keys=True
+            {
+                "build": BUILD_VERSION,
+                "code": code_digest(),
+                "corpus": corpus_digest(self.corpus_seed),
+                **self.model_dump(mode="json"),
+            },
+            sort_keys=True,
         )
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -73,29 +79,38 @@ class ZooSpec(BaseModel):
 
 
 #: The modules whose code decides what a build produces (corpus, tokenizers, pretraining loop).
-BUILD_MODULES = (
-    "loraport.tasks.corpus",
-    "loraport.tasks.kb",
-    "loraport.tasks.math",
-    "loraport.tasks.code",
+BUILD_CODE = (
     "loraport.zoo.tokenizer",
     "loraport.zoo.pretrain",
-    "loraport.zoo.build",
-    "loraport.train.loop",
+    "loraport.train.loop:run_steps",
+    "loraport.train.loop:lr_at",
+    "loraport.zoo.build:_build_into",
 )
+#: Corpus lines hashed per corpus seed: the corpus is content-addressed by what it contains (an
+#: edit to a generator changes its lines), not by the source of the modules that happen to hold it.
+CORPUS_SAMPLE = 3000
 
 
 @cache
 def code_digest() -> str:
-    """sha256 over the source of BUILD_MODULES: editing the corpus or the pretraining code gives
-    every zoo model a new address instead of silently reusing a model built by older code."""
+    """sha256 over the code that turns a spec into weights: editing the tokenizers, the pretraining
+    loop or the build gives every zoo model a new address instead of reusing a stale one."""
     import importlib
     import inspect
 
     h = hashlib.sha256()
-    for name in BUILD_MODULES:
-        h.update(inspect.getsource(importlib.import_module(name)).encode())
+    for name in BUILD_CODE:
+        module, _, attr = name.partition(":")
+        obj = importlib.import_module(module)
+        h.update(inspect.getsource(getattr(obj, attr) if attr else obj).encode())
     return h.hexdigest()[:16]
+
+
+@cache
+def corpus_digest(seed: int) -> str:
+    from loraport.tasks import pretraining_corpus
+
+    return hashlib.sha256("\n".join(pretraining_corpus(CORPUS_SAMPLE, seed=seed)).encode()).hexdigest()[:16]
 
 
 @cache
@@ -157,7 +172,12 @@ def _build_into(spec: ZooSpec, out: Path, progress: bool) -> None:
     )
     model = AutoModelForCausalLM.from_config(config)
     losses = pretrain(
-        model, tokenizer, lines, seed=spec.seed, progress=progress, desc=f"pretrain {spec.name}",
+        model,
+        tokenizer,
+        lines,
+        seed=spec.seed,
+        progress=progress,
+        desc=f"pretrain {spec.name}",
         **spec.pretrain.model_dump(),
     )
     model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -1,0 +1,99 @@
+"""Executors run a batch of independent cells; the runner calls them stage by stage
+(train, then port, then eval), so every cell's dependencies are finished before it starts.
+
+    local   in this process, one cell at a time (torch uses every core)
+    ray     each cell a Ray task (`--address` for a cluster; a local Ray instance otherwise). Workers
+            need the same loraport install and a filesystem shared with the run directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from loraport.bench.cells import run_cell
+from loraport.bench.plan import Cell
+from loraport.errors import LoraportError
+from loraport.registry import Registry
+
+Executor = Callable[..., list[dict[str, Any]]]
+EXECUTORS: Registry[Callable[..., Runner]] = Registry("executor", LoraportError)
+
+
+class Runner:
+    def map(
+        self, cells: Sequence[Cell], root: Path, on_done: Callable[[dict[str, Any]], None]
+    ) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+@EXECUTORS.register("local")
+class LocalRunner(Runner):
+    def __init__(self, threads: int | None = None, **_: Any) -> None:
+        self.threads = threads
+
+    def map(self, cells, root, on_done):
+        out = []
+        for cell in cells:
+            res = run_cell(cell, root, self.threads)
+            on_done(res)
+            out.append(res)
+        return out
+
+
+@EXECUTORS.register("ray")
+class RayRunner(Runner):
+    def __init__(
+        self, address: str | None = None, threads: int | None = 1, num_cpus: int | None = None, **_: Any
+    ) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise LoraportError("executor 'ray' needs Ray: pip install 'loraport[ray]'") from None
+        self.ray = ray
+        self.threads = threads
+        self.started = False
+        if not ray.is_initialized():
+            try:
+                if address:
+                    ray.init(address=address, log_to_driver=False, include_dashboard=False)
+                else:
+                    ray.init(num_cpus=num_cpus, log_to_driver=False, include_dashboard=False)
+            except Exception as e:  # ray raises ConnectionError, RuntimeError, ... for a bad address
+                raise LoraportError(
+                    f"ray: cannot reach a cluster at {address or 'a new local instance'} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                ) from None
+            self.started = True
+        self.task = ray.remote(num_cpus=1)(run_cell)
+
+    def map(self, cells, root, on_done):
+        pending = {self.task.remote(c, str(root), self.threads): c for c in cells}
+        out = []
+        while pending:
+            done, _ = self.ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                pending.pop(ref)
+                res = self.ray.get(ref)
+                on_done(res)
+                out.append(res)
+        return out
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()
+
+
+def check_ray_address(address: str) -> None:
+    """Fail fast (before any work) when a Ray address cannot be reached."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=3):
+            pass
+    except (OSError, ValueError) as e:
+        raise LoraportError(f"ray address {address!r} is unreachable ({e})") from None

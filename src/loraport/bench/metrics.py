@@ -1,0 +1,159 @@
+"""Study metrics from stored records alone (numpy, no torch), with defined edge cases.
+
+gap_recovered(acc, base, oracle) = (acc − base) / (oracle − base):
+- oracle == base: undefined → None (the row is unusable; never divided by zero);
+- oracle − base < threshold (oracle below base included): the task is unusable and excluded from
+  every aggregate; its own gap is still shown when defined, flagged;
+- negative values are kept (a port that does worse than the base);
+- missing cells (failed or not computed) are left out and listed; an aggregate averages what exists
+  and states its seeds;
+- one seed: std is None (shown as "n/a"), never 0.
+Aggregate for a (variant, pool, N): per seed, the mean over usable tasks of gap_recovered; then
+mean ± std over seeds. Its 95% CI is a paired bootstrap over eval items: the same resampled items
+for base, oracle and method within each task.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+BOOTSTRAP = 1000
+
+
+def correct(record: dict[str, Any], scorer: str | None = None) -> np.ndarray | None:
+    if "scorers" not in record:
+        return None
+    s = scorer or record["primary"]
+    return np.asarray(record["scorers"][s]["correct"], dtype=float) if s in record["scorers"] else None
+
+
+def accuracy(record: dict[str, Any] | None, scorer: str | None = None) -> float | None:
+    c = None if record is None else correct(record, scorer)
+    return None if c is None or not len(c) else float(c.mean())
+
+
+def gap_recovered(acc: float | None, base: float | None, oracle: float | None) -> float | None:
+    if acc is None or base is None or oracle is None or abs(oracle - base) < 1e-12:
+        return None
+    return (acc - base) / (oracle - base)
+
+
+def index(records: list[dict[str, Any]]):
+    """(baselines by task and condition, method records by (variant, pool, N) -> task -> seed)."""
+    base: dict[str, dict[str, dict]] = defaultdict(dict)
+    methods: dict[tuple, dict[str, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for r in records:
+        if r["condition"] == "method":
+            methods[(r["variant"], r["pool"], r["n_anchors"])][r["task"]][r["seed"]] = r
+        else:
+            base[r["task"]][r["condition"]] = r
+    return base, methods
+
+
+def task_rows(records: list[dict[str, Any]], threshold: float) -> dict[str, dict[str, Any]]:
+    base, _ = index(records)
+    rows = {}
+    for task, conds in sorted(base.items()):
+        b, o, t = (accuracy(conds.get(k)) for k in ("base_y", "oracle_y", "teacher"))
+        any_rec = next(iter(conds.values()))
+        n = len(correct(any_rec)) if correct(any_rec) is not None else 0
+        gap = None if b is None or o is None else o - b
+        rows[task] = {
+            "task": task,
+            "domain": any_rec["domain"],
+            "n": n,
+            "base_y": b,
+            "oracle_y": o,
+            "teacher": t,
+            "oracle_minus_base": gap,
+            "usable": gap is not None and gap >= threshold and gap > 0,
+            "why_unusable": None
+            if gap is None or (gap >= threshold and gap > 0)
+            else (
+                "oracle equals base"
+                if abs(gap) < 1e-12
+                else "oracle below base"
+                if gap < 0
+                else f"oracle − base {gap:.3f} < {threshold}"
+            )
+            if gap is not None
+            else "missing base or oracle",
+        }
+    return rows
+
+
+def aggregate(records: list[dict[str, Any]], threshold: float, seed: int = 0) -> list[dict[str, Any]]:
+    base, methods = index(records)
+    rows = task_rows(records, threshold)
+    usable = [t for t, r in rows.items() if r["usable"]]
+    rng = np.random.default_rng(seed)
+    out = []
+    for (variant, pool, n_anchors), by_task in sorted(methods.items()):
+        per_seed: dict[int, list[float]] = defaultdict(list)
+        per_task: dict[str, dict[str, Any]] = {}
+        boot_parts = []
+        for task in usable:
+            seeds = by_task.get(task, {})
+            cb, co = correct(base[task]["base_y"]), correct(base[task]["oracle_y"])
+            accs, gaps, cms = {}, {}, []
+            for s, rec in sorted(seeds.items()):
+                cm = correct(rec)
+                if cm is None or len(cm) != len(cb):
+                    continue
+                a = float(cm.mean())
+                g = gap_recovered(a, float(cb.mean()), float(co.mean()))
+                accs[s], gaps[s] = a, g
+                per_seed[s].append(g)
+                cms.append(cm)
+            if gaps:
+                per_task[task] = {
+                    "acc": float(np.mean(list(accs.values()))),
+                    "gap_recovered": float(np.mean(list(gaps.values()))),
+                    "seeds": sorted(gaps),
+                }
+                idx = rng.integers(0, len(cb), size=(BOOTSTRAP, len(cb)))
+                b_, o_ = cb[idx].mean(1), co[idx].mean(1)
+                m_ = np.mean([cm[idx].mean(1) for cm in cms], axis=0)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    boot_parts.append((m_ - b_) / (o_ - b_))
+        seed_means = [float(np.mean(v)) for v in per_seed.values() if v]
+        ci = None
+        if boot_parts:
+            boot = np.mean(boot_parts, axis=0)
+            boot = boot[np.isfinite(boot)]
+            if len(boot):
+                ci = [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]
+        out.append(
+            {
+                "variant": variant,
+                "method": variant.split("[")[0],
+                "pool": pool,
+                "n_anchors": n_anchors,
+                "gap_recovered": float(np.mean(seed_means)) if seed_means else None,
+                "std": float(np.std(seed_means, ddof=1)) if len(seed_means) > 1 else None,
+                "ci95": ci,
+                "seeds": sorted(per_seed),
+                "usable_tasks": sorted(per_task),
+                "per_task": per_task,
+                "missing": sorted(t for t in usable if t not in per_task),
+            }
+        )
+    return out
+
+
+def parse_failures(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Share of invalid (unparseable) outputs per condition kind and scorer."""
+    acc: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+    for r in records:
+        for s, v in r.get("scorers", {}).items():
+            kind = r.get("variant") or r["condition"]
+            a = acc[(kind, s)]
+            a[0] += sum(v["invalid"])
+            a[1] += len(v["invalid"])
+    out: dict[str, dict[str, float]] = defaultdict(dict)
+    for (kind, s), (bad, n) in sorted(acc.items()):
+        out[kind][s] = bad / n if n else 0.0
+    return dict(out)

@@ -1,0 +1,137 @@
+"""Running a study: plan, compute what is missing (stage by stage), write one record per condition.
+
+    summary = run_study(load_study("studies/demo.yaml"), "runs/demo")             # local
+    run_study(study, "runs/demo", executor="ray", address="10.0.0.5:6379")
+    run_study(study, "runs/demo", dry_run=True)       # the plan and what is cached, nothing computed
+
+Re-running resumes: finished cells are found in the store by content key and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from loraport import __version__
+from loraport.bench.executors import EXECUTORS, check_ray_address
+from loraport.bench.plan import Plan, make_plan
+from loraport.bench.spec import Study
+from loraport.bench.store import Store
+from loraport.io import atomic_file
+
+STAGES = ("train", "port", "eval")
+
+
+def plan_study(study: Study) -> Plan:
+    from loraport.models import resolve_model
+
+    fps = {spec: resolve_model(spec).fingerprint for spec in (study.source, study.target)}
+    return make_plan(study, fps)
+
+
+def run_study(
+    study: Study,
+    run_dir: str | Path,
+    *,
+    executor: str = "local",
+    address: str | None = None,
+    threads: int | None = None,
+    dry_run: bool = False,
+    progress: bool = True,
+    log=print,
+) -> dict[str, Any] | None:
+    if executor == "ray" and address:
+        check_ray_address(address)
+    EXECUTORS.get(executor)  # unknown executor: fail before any work
+    start = time.perf_counter()
+    store = Store(run_dir)
+    plan = plan_study(study)
+    todo = {k: [c for c in plan.by_kind(k) if not store.has(k, c.key)] for k in STAGES}
+    for k in STAGES:
+        total = len(plan.by_kind(k))
+        log(f"{k:>5}: {total} cells, {total - len(todo[k])} cached, {len(todo[k])} to compute")
+    for reason in plan.skipped:
+        log(f"skipped: {reason}")
+    if dry_run:
+        return None
+    store.root.mkdir(parents=True, exist_ok=True)
+    store.sweep()
+    runner = EXECUTORS.get(executor)(address=address, threads=threads)
+    errors: dict[str, str] = {}
+    timings: dict[str, float] = {}
+    try:
+        from loraport.train.loop import progress_bar
+
+        with progress_bar(progress) as bar:
+            for kind in STAGES:
+                cells = [c for c in todo[kind] if not any(d in errors for d in c.deps)]
+                for c in todo[kind]:
+                    if c not in cells:
+                        errors[c.key] = f"{c.label}: skipped, a dependency failed"
+                if not cells:
+                    continue
+                job = bar.add_task(f"{kind} ({len(cells)})", total=len(cells), info="")
+
+                def done(res: dict[str, Any], job=job) -> None:
+                    bar.advance(job)
+                    timings[res["key"]] = res["seconds"]
+                    if res["error"]:
+                        errors[res["key"]] = res["error"]
+                        log(f"failed: {res['error']}")
+
+                runner.map(cells, store.root, done)
+    finally:
+        runner.close()
+    write_records(store, plan, study, errors, timings)
+    meta = {
+        "study": study.model_dump(mode="json"),
+        "loraport_version": __version__,
+        "python": platform.python_version(),
+        "executor": executor,
+        "seconds": round(time.perf_counter() - start, 1),
+        "cells": {k: len(plan.by_kind(k)) for k in STAGES},
+        "computed": {k: len(todo[k]) for k in STAGES},
+        "skipped": plan.skipped,
+    }
+    with atomic_file(store.root / "run.json") as fh:
+        json.dump(meta, fh, indent=1)
+    from loraport.report import build_report
+
+    return build_report(store.root)
+
+
+def write_records(
+    store: Store, plan: Plan, study: Study, errors: dict[str, str], timings: dict[str, float]
+) -> None:
+    from loraport.evaluate import EvalResult
+
+    if store.records.is_dir():  # records of conditions the (edited) study no longer has
+        for stale in set(p.stem for p in store.records.glob("*.json")) - set(plan.conditions):
+            store.record(stale).unlink()
+    for name, cond in plan.conditions.items():
+        record = {"name": name, **{k: v for k, v in cond.items() if k != "eval"}, "eval_key": cond["eval"]}
+        path = store.eval(cond["eval"])
+        if not path.is_file():
+            reason = errors.get(cond["eval"]) or errors.get(cond.get("port", ""), "not computed")
+            record["missing"] = reason
+        else:
+            res = EvalResult.load(path)
+            record["scorers"] = {}
+            for s in res.scorers():
+                rows = [r for r in res.records if r.scorer == s]
+                record["scorers"][s] = {
+                    "ids": [r.id for r in rows],
+                    "correct": [int(r.correct) for r in rows],
+                    "invalid": [int(r.status == "invalid") for r in rows],
+                }
+            record["primary"] = study.scorers.get(cond["task"], res.scorers()[0])
+            record["provenance"] = {
+                "base": res.provenance.get("base", {}).get("fingerprint"),
+                "adapter": res.provenance.get("adapter", {}) and res.provenance["adapter"].get("path"),
+            }
+        if "port" in cond:
+            record["port_seconds"] = timings.get(cond["port"])
+        store.write_record(name, record)

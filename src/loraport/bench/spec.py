@@ -1,0 +1,187 @@
+"""The study spec: one YAML file says everything a port study runs.
+
+    study = load_study("studies/demo.yaml")     # StudyError with file, line and field on bad input
+
+Keys (unknown keys are rejected with the closest valid one):
+
+    name: demo
+    source: tiny-qwen2-x             # any base spec loraport can load (zoo name, folder, .gguf, hub id)
+    target: tiny-llama-y
+    anchors: [math_add, ...]         # anchor tasks (or "all": every registered anchor task)
+    heldout: [math_mul_add, ...]     # held-out tasks (or "all")
+    methods:                         # method -> options; a list value is a sweep
+      mean: {}
+      topk_global_ridge: {k: [2, 4, 8]}
+    n_anchors: [4, 8, 16]            # anchor counts N (a sweep); each seed draws its own N anchors
+    seeds: [0, 1, 2]
+    pools: {all: all, math: [math_add, ...]}   # anchor pools; "all", or a domain name, or a task list
+    recipe: {rank: 16, ...}          # loraport.train.Recipe fields
+    eval: {n: 300, seed: 0}
+    scorers: {sci_which: loglik_choice}   # optional: the scorer the metrics use per task
+    usable_threshold: 0.03           # oracle − base below this: the row is excluded from aggregates
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from loraport.errors import LoraportError, closest
+from loraport.train import Recipe
+
+
+class StudyError(LoraportError):
+    """A study spec that cannot run."""
+
+
+class EvalSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    n: int = Field(300, ge=1)
+    seed: int = 0
+
+
+class Study(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    source: str
+    target: str
+    anchors: list[str] | str
+    heldout: list[str] | str
+    methods: dict[str, dict[str, Any]]
+    n_anchors: list[int] = Field(default_factory=lambda: [8])
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    pools: dict[str, list[str] | str] = Field(default_factory=lambda: {"all": "all"})
+    recipe: Recipe = Field(default_factory=Recipe)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    scorers: dict[str, str] = Field(
+        default_factory=dict, description="task -> scorer the metrics use (default: the task's primary)"
+    )
+    usable_threshold: float = Field(0.03, ge=0, le=1)
+
+    @field_validator("n_anchors", "seeds")
+    @classmethod
+    def _nonempty(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("must list at least one value")
+        return v
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Study:
+        from loraport.port import METHODS
+        from loraport.tasks import get_task, list_tasks
+
+        self.anchors = list_tasks(role="anchor") if self.anchors == "all" else list(self.anchors)
+        self.heldout = list_tasks(role="heldout") if self.heldout == "all" else list(self.heldout)
+        for t in (*self.anchors, *self.heldout):
+            get_task(t)
+        for t, s in self.scorers.items():
+            if t not in self.heldout:
+                raise ValueError(f"scorers: {t!r} is not a held-out task")
+            if s not in get_task(t).scorers:
+                raise ValueError(
+                    f"scorers: task {t!r} is not scored by {s!r} (it has {', '.join(get_task(t).scorers)})"
+                )
+        both = sorted(set(self.anchors) & set(self.heldout))
+        if both:
+            raise ValueError(f"held-out task {both[0]!r} is also an anchor")
+        pools = {}
+        for name, pool in self.pools.items():
+            if pool == "all":
+                pools[name] = list(self.anchors)
+            elif isinstance(pool, str):
+                pools[name] = [t for t in self.anchors if get_task(t).domain == pool]
+                if not pools[name]:
+                    raise ValueError(f"pool {name!r}: no anchor task has domain {pool!r}")
+            else:
+                unknown = [t for t in pool if t not in self.anchors]
+                if unknown:
+                    raise ValueError(f"pool {name!r}: {unknown[0]!r} is not one of the anchors")
+                pools[name] = list(pool)
+        self.pools = pools
+        for n in self.n_anchors:
+            if n < 1 or n > len(self.anchors):
+                raise ValueError(f"n_anchors {n} is outside 1..{len(self.anchors)} (the number of anchors)")
+        for method, options in self.methods.items():
+            if method not in METHODS:
+                raise ValueError(f"unknown method {method!r}{closest(method, METHODS.names())}")
+            fields = METHODS.get(method).Options.model_fields
+            for key in options:
+                if key not in fields:
+                    valid = ", ".join(fields) or "none"
+                    raise ValueError(f"method {method!r} takes no option {key!r} (options: {valid})")
+        from loraport.port import get_method
+
+        for method, options in self.method_variants():
+            try:
+                get_method(method, **options)
+            except LoraportError as e:
+                raise ValueError(str(e)) from None
+        return self
+
+    def method_variants(self) -> list[tuple[str, dict[str, Any]]]:
+        """Each method with one value per option (list-valued options are expanded)."""
+        out = []
+        for method, options in self.methods.items():
+            keys = list(options)
+            grids = [options[k] if isinstance(options[k], list) else [options[k]] for k in keys]
+            for combo in itertools.product(*grids):
+                out.append((method, dict(zip(keys, combo, strict=True))))
+        return out
+
+
+def load_study(path: str | Path) -> Study:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise StudyError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        data = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark else ""
+        raise StudyError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(raw, dict):
+        raise StudyError(f"{path}: expected a mapping of study fields")
+    unknown = [k for k in raw if k not in Study.model_fields]
+    if unknown:
+        k = unknown[0]
+        raise StudyError(
+            f"{path}, line {_line(data, [k])}: unknown field {k!r}{closest(k, list(Study.model_fields))}"
+        )
+    try:
+        return Study(**raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = [str(x) for x in err["loc"]]
+        field = ".".join(loc) or "study"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden" and loc:
+            parent = {"recipe": Recipe, "eval": EvalSpec}.get(loc[0])
+            valid = list(parent.model_fields) if parent else []
+            msg = f"unknown field {loc[-1]!r}{closest(loc[-1], valid)}"
+        raise StudyError(f"{path}, line {_line(data, loc)}: {field}: {msg}") from None
+
+
+def _line(node: Any, loc: list[str]) -> int:
+    """The 1-based line of the deepest YAML node along `loc` (the top of the file if none)."""
+    line = 1
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = [(k, v) for k, v in node.value if k.value == key]
+            if not match:
+                break
+            line = match[0][0].start_mark.line + 1
+            node = match[0][1]
+        elif isinstance(node, yaml.SequenceNode) and key.isdigit() and int(key) < len(node.value):
+            node = node.value[int(key)]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line

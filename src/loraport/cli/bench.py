@@ -1,0 +1,64 @@
+"""`loraport bench` and `loraport report`: run a study, rebuild its report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from loraport.cli.common import console, friendly
+
+
+@friendly
+def bench(
+    study: Path = typer.Argument(..., help="Study YAML (see studies/demo.yaml)."),
+    out: Path = typer.Option(..., "--out", help="Run directory (resumable: re-run to continue)."),
+    executor: str = typer.Option("local", "--executor", help="local or ray."),
+    address: str = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray)."),
+    threads: int = typer.Option(
+        None, "--threads", help="torch threads per cell (default: all for local, 1 for ray)."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the plan and what is cached; compute nothing."
+    ),
+) -> None:
+    """Run a port study: train anchors and oracles, port, evaluate, write report.md/summary.json/figures."""
+    from loraport.bench import load_study, run_study
+
+    spec = load_study(study)
+    summary = run_study(
+        spec,
+        out,
+        executor=executor,
+        address=address,
+        threads=threads,
+        dry_run=dry_run,
+        log=lambda s: console.print(s, highlight=False),
+    )
+    if summary is not None:
+        print_headline(out)
+
+
+def print_headline(out: Path) -> None:
+    text = (out / "report.md").read_text()
+    start = text.find("## Headline")
+    end = text.find("## Method × N")
+    console.print(text[start:end].strip(), highlight=False)
+    console.print(
+        f"\nreport: {out / 'report.md'}  summary: {out / 'summary.json'}  figures: {out / 'figures'}",
+        highlight=False,
+    )
+
+
+@friendly
+def report(run_dir: Path = typer.Argument(..., help="A run directory written by `loraport bench`.")) -> None:
+    """Rebuild report.md, summary.json and figures/ from the run's stored records alone."""
+    from loraport.errors import LoraportError
+    from loraport.report import build_report
+
+    if not (run_dir / "run.json").is_file():
+        raise LoraportError(f"{run_dir}: not a run directory (no run.json)")
+    build_report(run_dir)
+    console.print(
+        f"rebuilt {run_dir / 'report.md'}, {run_dir / 'summary.json'}, {run_dir / 'figures'}", highlight=False
+    )

@@ -1,0 +1,277 @@
+"""report.md, summary.json and figures/ from a run's stored records alone (no torch).
+
+from loraport.report import build_report
+summary = build_report("runs/demo")      # also: `loraport report runs/demo`
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from loraport.bench.metrics import aggregate, parse_failures, task_rows
+from loraport.io import atomic_file
+
+DEGENERATE = -0.25
+UNSTABLE = 0.15
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def _pm(row: dict[str, Any]) -> str:
+    std = "n/a" if row["std"] is None else f"{row['std']:.3f}"
+    return f"{_fmt(row['gap_recovered'])} ± {std}"
+
+
+def build_report(run_dir: str | Path) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    meta = json.loads((run_dir / "run.json").read_text())
+    records = [json.loads(p.read_text()) for p in sorted((run_dir / "records").glob("*.json"))]
+    study = meta["study"]
+    threshold = study["usable_threshold"]
+    tasks = task_rows(records, threshold)
+    agg = aggregate(records, threshold)
+    usable = [t for t, r in tasks.items() if r["usable"]]
+    summary = _summary(meta, tasks, agg, usable, records)
+    with atomic_file(run_dir / "summary.json") as fh:
+        json.dump(summary, fh, indent=1, sort_keys=True)
+    from loraport.report.figures import write_figures
+
+    write_figures(run_dir / "figures", agg, tasks)
+    with atomic_file(run_dir / "report.md") as fh:
+        fh.write(_markdown(meta, tasks, agg, usable, records, summary))
+    return summary
+
+
+def _best(agg: list[dict[str, Any]], pool: str = "all") -> dict[str, Any] | None:
+    rows = [r for r in agg if r["pool"] == pool and r["gap_recovered"] is not None]
+    if not rows:
+        return None
+    n_max = max(r["n_anchors"] for r in rows)
+    top = [r for r in rows if r["n_anchors"] == n_max]
+    return max(top, key=lambda r: r["gap_recovered"])
+
+
+def _summary(meta, tasks, agg, usable, records) -> dict[str, Any]:
+    best = _best(agg)
+    mean = next(
+        (
+            r
+            for r in agg
+            if r["method"] == "mean"
+            and best
+            and r["n_anchors"] == best["n_anchors"]
+            and r["pool"] == best["pool"]
+        ),
+        None,
+    )
+    learned = [
+        r
+        for r in agg
+        if r["method"] != "mean"
+        and best
+        and r["n_anchors"] == best["n_anchors"]
+        and r["pool"] == best["pool"]
+        and r["gap_recovered"] is not None
+    ]
+    best_learned = max(learned, key=lambda r: r["gap_recovered"]) if learned else None
+    per_task_method = defaultdict(dict)
+    for r in agg:
+        for t, v in r["per_task"].items():
+            per_task_method[t][f"{r['variant']}|{r['pool']}|N{r['n_anchors']}"] = v
+    return {
+        "study": meta["study"]["name"],
+        "provenance": {
+            k: meta[k]
+            for k in ("loraport_version", "python", "executor", "seconds", "cells", "computed", "skipped")
+        }
+        | {"study": meta["study"]},
+        "usable_threshold": meta["study"]["usable_threshold"],
+        "usable_tasks": usable,
+        "tasks": tasks,
+        "aggregates": [{k: v for k, v in r.items() if k != "per_task"} for r in agg],
+        "per_task_method": per_task_method,
+        "best": best
+        and {k: best[k] for k in ("variant", "pool", "n_anchors", "gap_recovered", "std", "ci95")},
+        "best_learned_minus_mean": None
+        if not (best_learned and mean and mean["gap_recovered"] is not None)
+        else best_learned["gap_recovered"] - mean["gap_recovered"],
+        "parse_failures": parse_failures(records),
+        "missing_cells": sorted(r["name"] for r in records if "missing" in r),
+    }
+
+
+def _markdown(meta, tasks, agg, usable, records, summary) -> str:
+    study = meta["study"]
+    seeds = study["seeds"]
+    n_eval = study["eval"]["n"]
+    L: list[str] = [f"# Port study `{study['name']}`: {study['source']} → {study['target']}", ""]
+    best = summary["best"]
+    if best:
+        ci = best["ci95"]
+        L += [
+            "## Headline",
+            "",
+            f"Best method: **{best['variant']}** (pool {best['pool']}, N={best['n_anchors']}) recovers "
+            f"**{_pm(best)}** of the oracle's gain (mean ± std over {len(seeds)} seeds; 95% paired bootstrap CI "
+            f"{_fmt(ci[0]) if ci else '—'} … {_fmt(ci[1]) if ci else '—'}) over {len(usable)} usable held-out tasks "
+            f"(n = {n_eval} eval items each)."
+            + (
+                ""
+                if summary["best_learned_minus_mean"] is None
+                else f" Best learned method minus the mean of anchors: {summary['best_learned_minus_mean']:+.3f}."
+            ),
+            "",
+        ]
+    else:
+        L += ["## Headline", "", "No aggregate could be computed (no usable task or no method cell).", ""]
+    variants = sorted({r["variant"] for r in agg})
+    n_top = max(study["n_anchors"])
+    L += [
+        "## Main table",
+        "",
+        f"Accuracy with the primary scorer, n = {n_eval} items per cell; methods at N={n_top}, pool `all`, mean over seeds {seeds}.",
+        "",
+    ]
+    head = ["domain", "task", "base_Y", *variants, "oracle", "oracle − base (pts)", "usable", "teacher X"]
+    L += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for t, row in tasks.items():
+        cells = []
+        for v in variants:
+            a = next(
+                (r for r in agg if r["variant"] == v and r["pool"] == "all" and r["n_anchors"] == n_top), None
+            )
+            pt = a["per_task"].get(t) if a else None
+            cells.append("—" if pt is None else f"{pt['acc']:.3f} ({pt['gap_recovered']:+.2f})")
+        gap = row["oracle_minus_base"]
+        L.append(
+            "| "
+            + " | ".join(
+                [
+                    row["domain"],
+                    t,
+                    _fmt(row["base_y"]),
+                    *cells,
+                    _fmt(row["oracle_y"]),
+                    "—" if gap is None else f"{100 * gap:+.1f}",
+                    "yes" if row["usable"] else "no",
+                    _fmt(row["teacher"]),
+                ]
+            )
+            + " |"
+        )
+    L += ["", "Method cells: accuracy (gap_recovered on that task; only usable tasks have one).", ""]
+    L += ["## Method × N (aggregate gap_recovered, mean ± std over seeds, pool `all`)", ""]
+    ns = sorted(study["n_anchors"])
+    L += [
+        "| method | " + " | ".join(f"N={n}" for n in ns) + " | 95% CI at N=" + str(n_top) + " |",
+        "|---|" + "---|" * (len(ns) + 1),
+    ]
+    for v in variants:
+        row = [
+            next((r for r in agg if r["variant"] == v and r["pool"] == "all" and r["n_anchors"] == n), None)
+            for n in ns
+        ]
+        top = row[-1]
+        ci = top["ci95"] if top else None
+        L.append(
+            f"| {v} | "
+            + " | ".join("—" if r is None else _pm(r) for r in row)
+            + f" | {'—' if not ci else f'{ci[0]:.3f} … {ci[1]:.3f}'} |"
+        )
+    topk = [r for r in agg if "[k=" in r["variant"] and r["pool"] == "all" and r["n_anchors"] == n_top]
+    if topk:
+        L += [
+            "",
+            f"## K sweep (N={n_top}, pool `all`)",
+            "",
+            "| variant | gap_recovered | 95% CI |",
+            "|---|---|---|",
+        ]
+        for r in topk:
+            ci = r["ci95"]
+            L.append(f"| {r['variant']} | {_pm(r)} | {'—' if not ci else f'{ci[0]:.3f} … {ci[1]:.3f}'} |")
+    pools = sorted({r["pool"] for r in agg} - {"all"})
+    if pools:
+        L += [
+            "",
+            "## Cross-domain anchor pools",
+            "",
+            "Gap recovered per held-out domain when anchors come from one domain only (largest N each pool allows).",
+            "",
+        ]
+        domains = sorted({tasks[t]["domain"] for t in usable})
+        L += ["| pool | method | " + " | ".join(domains) + " |", "|---|---|" + "---|" * len(domains)]
+        for p in pools:
+            for v in variants:
+                rows = [r for r in agg if r["pool"] == p and r["variant"] == v]
+                if not rows:
+                    continue
+                r = max(rows, key=lambda r: r["n_anchors"])
+                vals = []
+                for d in domains:
+                    g = [x["gap_recovered"] for t, x in r["per_task"].items() if tasks[t]["domain"] == d]
+                    vals.append(_fmt(sum(g) / len(g)) if g else "—")
+                L.append(f"| {p} (N={r['n_anchors']}) | {v} | " + " | ".join(vals) + " |")
+        sel = sorted(
+            {
+                (r["pool"], r["seed"], tuple(r["anchors"]))
+                for r in records
+                if r.get("condition") == "method" and r["pool"] != "all"
+            }
+        )
+        L += [
+            "",
+            "Anchor selections (pool, seed: anchors): "
+            + "; ".join(f"{p}, s{s}: {', '.join(a)}" for p, s, a in sel),
+        ]
+    L += ["", "## Per-task winners", "", "| task | best method (N, pool) | gap_recovered |", "|---|---|---|"]
+    for t in usable:
+        cands = [(r["per_task"][t]["gap_recovered"], r) for r in agg if t in r["per_task"]]
+        if cands:
+            g, r = max(cands, key=lambda x: x[0])
+            L.append(f"| {t} | {r['variant']} (N={r['n_anchors']}, {r['pool']}) | {g:+.3f} |")
+    L += ["", "## Failure modes", ""]
+    fm = []
+    for t, row in tasks.items():
+        if not row["usable"]:
+            fm.append(f"- Excluded: {t} ({row['why_unusable']}; threshold {study['usable_threshold']}).")
+    for r in agg:
+        for t, pt in r["per_task"].items():
+            if pt["gap_recovered"] <= DEGENERATE:
+                fm.append(
+                    f"- Degenerate: {r['variant']} on {t} (N={r['n_anchors']}, {r['pool']}): gap_recovered {pt['gap_recovered']:+.3f} ≤ {DEGENERATE}."
+                )
+        if r["std"] is not None and r["std"] > UNSTABLE:
+            fm.append(
+                f"- Seed instability: {r['variant']} (N={r['n_anchors']}, {r['pool']}): std {r['std']:.3f} > {UNSTABLE} over seeds {r['seeds']}."
+            )
+        if len(r["seeds"]) == 1:
+            fm.append(
+                f"- One seed only: {r['variant']} (N={r['n_anchors']}, {r['pool']}); its std is undefined."
+            )
+    for name in summary["missing_cells"]:
+        rec = next(r for r in records if r["name"] == name)
+        fm.append(f"- Missing cell: {name} ({rec['missing']}).")
+    for reason in meta.get("skipped", []):
+        fm.append(f"- Not planned: {reason}.")
+    for kind, by_scorer in summary["parse_failures"].items():
+        for s, rate in by_scorer.items():
+            if rate > 0.05:
+                fm.append(
+                    f"- Parse failures: {kind} with {s}: {100 * rate:.1f}% of outputs had no parseable answer."
+                )
+    L += fm or ["- None detected."]
+    L += [
+        "",
+        "## Provenance",
+        "",
+        f"loraport {meta['loraport_version']}, Python {meta['python']}, executor {meta['executor']}, {meta['seconds']} s wall; cells {meta['cells']}, computed this run {meta['computed']}. Recipe: `{json.dumps(study['recipe'])}`.",
+        "",
+    ]
+    L += ["Figures: `figures/gap_vs_n.png`, `figures/k_sweep.png`, `figures/per_task.png`.", ""]
+    return "\n".join(L)

@@ -1,0 +1,68 @@
+"""The report's figures (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def write_figures(folder: Path, agg: list[dict[str, Any]], tasks: dict[str, dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [r for r in agg if r["pool"] == "all" and r["gap_recovered"] is not None]
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for v in sorted({r["variant"] for r in rows}):
+        pts = sorted((r for r in rows if r["variant"] == v), key=lambda r: r["n_anchors"])
+        xs = [r["n_anchors"] for r in pts]
+        ys = [r["gap_recovered"] for r in pts]
+        lo = [y - (r["ci95"][0] if r["ci95"] else y) for y, r in zip(ys, pts, strict=True)]
+        hi = [(r["ci95"][1] if r["ci95"] else y) - y for y, r in zip(ys, pts, strict=True)]
+        ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=v)
+    ax.axhline(0, color="gray", lw=0.8)
+    ax.set(xlabel="anchors N", ylabel="gap recovered (95% CI)", title="gap recovered vs N")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(folder / "gap_vs_n.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    n_top = max((r["n_anchors"] for r in rows), default=0)
+    topk = [r for r in rows if "[k=" in r["variant"] and r["n_anchors"] == n_top]
+    for m in sorted({r["method"] for r in topk}):
+        pts = sorted(
+            (r for r in topk if r["method"] == m), key=lambda r: int(r["variant"].split("k=")[1].rstrip("]"))
+        )
+        ax.plot(
+            [int(r["variant"].split("k=")[1].rstrip("]")) for r in pts],
+            [r["gap_recovered"] for r in pts],
+            marker="o",
+            label=m,
+        )
+    ax.set(xlabel="K", ylabel="gap recovered", title=f"Top-K sweep (N={n_top})")
+    if topk:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(folder / "k_sweep.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    top = [r for r in rows if r["n_anchors"] == n_top]
+    names = sorted(tasks)
+    width = 0.8 / max(1, len(top))
+    for i, r in enumerate(sorted(top, key=lambda r: r["variant"])):
+        vals = [r["per_task"].get(t, {}).get("gap_recovered", 0.0) for t in names]
+        ax.bar([j + i * width for j in range(len(names))], vals, width, label=r["variant"])
+    ax.set_xticks([j + 0.4 for j in range(len(names))], names, rotation=40, ha="right", fontsize=7)
+    ax.axhline(0, color="gray", lw=0.8)
+    ax.set(ylabel="gap recovered", title=f"per task (N={n_top})")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(folder / "per_task.png", dpi=110)
+    plt.close(fig)

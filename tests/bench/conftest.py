@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from loraport.bench import load_study, run_study
+
+
+@pytest.fixture(scope="session")
+def mini_study(mini_zoo, tmp_path_factory) -> Path:
+    """A study small enough for CI: 3 anchors, 2 held-out tasks, mean + Top-K (K 2, 3), N in {2, 3},
+    2 seeds, on the mini zoo."""
+    spec = {
+        "name": "mini",
+        "source": str(mini_zoo["x"]),
+        "target": str(mini_zoo["y"]),
+        "anchors": ["math_add", "math_sub", "sci_color"],
+        "heldout": ["math_sum_more", "sci_which"],
+        "methods": {"mean": {}, "topk_global_ridge": {"k": [2, 3]}},
+        "n_anchors": [2, 3],
+        "seeds": [0, 1],
+        "recipe": {"rank": 2, "alpha": 4, "epochs": 1, "examples": 8, "batch": 8, "lr": 0.05},
+        "eval": {"n": 12},
+        "scorers": {"sci_which": "loglik_choice"},
+        "usable_threshold": 0.0,
+    }
+    path = tmp_path_factory.mktemp("study") / "mini.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.fixture(scope="session")
+def full_run(mini_study, tmp_path_factory) -> Path:
+    """The mini study run once, uninterrupted, locally with one thread."""
+    out = tmp_path_factory.mktemp("runs") / "full"
+    run_study(load_study(mini_study), out, threads=1, progress=False, log=lambda s: None)
+    return out

@@ -1,0 +1,114 @@
+"""The study runner: resumable after kill -9, executor-independent, reports rebuilt from records."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from loraport.bench import load_study, run_study
+from loraport.cli.main import app
+
+
+def results(run_dir: Path) -> dict:
+    """summary.json without the run's own provenance (executor, wall time, what was computed)."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary.pop("provenance")
+    return summary
+
+
+def finished(run_dir):
+    cache = run_dir / "cache"
+    if not cache.is_dir():
+        return {}
+    return {
+        p: p.stat().st_mtime_ns
+        for sub in ("adapters", "evals")
+        if (cache / sub).is_dir()
+        for p in (cache / sub).iterdir()
+        if not p.name.startswith(".")
+    }
+
+
+def test_outputs_and_plan(full_run):
+    assert (full_run / "report.md").is_file() and (full_run / "summary.json").is_file()
+    assert {p.name for p in (full_run / "figures").iterdir()} == {
+        "gap_vs_n.png",
+        "k_sweep.png",
+        "per_task.png",
+    }
+    summary = json.loads((full_run / "summary.json").read_text())
+    assert summary["provenance"]["cells"] == {"train": 10, "port": 20, "eval": 26}
+    assert "topk_global_ridge[k=3] at N=2: K exceeds N" in summary["provenance"]["skipped"]
+    report = (full_run / "report.md").read_text()
+    for section in (
+        "## Headline",
+        "## Main table",
+        "## Method × N",
+        "## K sweep",
+        "## Per-task winners",
+        "## Failure modes",
+    ):
+        assert section in report
+
+
+def test_a_run_killed_with_sigkill_resumes_without_recomputing(mini_study, full_run, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [
+        sys.executable,
+        "-c",
+        "from loraport.cli.main import app; app()",
+        "bench",
+        str(mini_study),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while len(finished(out)) < 5 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = finished(out)
+    assert before, "the run was killed before it finished anything"
+    run_study(load_study(mini_study), out, threads=1, progress=False, log=lambda s: None)
+    after = finished(out)
+    assert all(after[p] == t for p, t in before.items()), "a finished cell was recomputed"
+    meta = json.loads((out / "run.json").read_text())
+    total = sum(meta["cells"].values())
+    assert sum(meta["computed"].values()) == total - len(before)
+    assert not [p for p in (out / "cache" / "adapters").iterdir() if p.name.startswith(".")]
+    assert results(out) == results(full_run)
+    # and a third run computes nothing
+    run_study(load_study(mini_study), out, threads=1, progress=False, log=lambda s: None)
+    assert sum(json.loads((out / "run.json").read_text())["computed"].values()) == 0
+
+
+def test_ray_executor_gives_the_same_numbers(mini_study, full_run, tmp_path):
+    out = tmp_path / "ray"
+    run_study(load_study(mini_study), out, executor="ray", threads=1, progress=False, log=lambda s: None)
+    assert json.loads((out / "run.json").read_text())["executor"] == "ray"
+    assert results(out) == results(full_run)
+
+
+def test_report_rebuilds_an_identical_summary(full_run):
+    before = (full_run / "summary.json").read_bytes()
+    (full_run / "summary.json").unlink()
+    (full_run / "report.md").unlink()
+    r = CliRunner().invoke(app, ["report", str(full_run)])
+    assert r.exit_code == 0, r.output
+    assert (full_run / "summary.json").read_bytes() == before and (full_run / "report.md").is_file()
+
+
+def test_dry_run_computes_nothing(mini_study, tmp_path):
+    r = CliRunner().invoke(app, ["bench", str(mini_study), "--out", str(tmp_path / "d"), "--dry-run"])
+    assert r.exit_code == 0 and "train: 10 cells, 0 cached, 10 to compute" in r.output
+    assert not (tmp_path / "d").exists()

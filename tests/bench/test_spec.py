@@ -1,0 +1,61 @@
+"""Bad study specs fail before any work, naming file, line and field."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from loraport.bench import StudyError, load_study
+from loraport.bench.executors import check_ray_address
+from loraport.errors import LoraportError
+
+BASE = {
+    "name": "s",
+    "source": "tiny-qwen2-x",
+    "target": "tiny-llama-y",
+    "anchors": ["math_add", "math_sub"],
+    "heldout": ["math_sum_more"],
+    "methods": {"mean": {}},
+    "n_anchors": [2],
+}
+
+
+def write(tmp_path, data, text=None):
+    p = tmp_path / "s.yaml"
+    p.write_text(text if text is not None else yaml.safe_dump(data, sort_keys=False))
+    return p
+
+
+def test_shipped_studies_load():
+    from importlib import resources
+
+    for name in ("demo.yaml", "round4_3b.yaml"):
+        path = resources.files("loraport.bench").joinpath("studies", name)
+        study = load_study(path)
+        assert study.heldout and study.methods
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"n_anchor": [2]}, r"line 13: unknown field 'n_anchor' \(did you mean 'n_anchors'\?\)"),
+        ({"heldout": ["math_add"]}, r"held-out task 'math_add' is also an anchor"),
+        ({"n_anchors": [3]}, r"n_anchors 3 is outside 1..2"),
+        ({"methods": {"topk_global_ridge": {"kk": 2}}}, r"method 'topk_global_ridge' takes no option 'kk'"),
+        ({"methods": {"ridge": {}}}, r"unknown method 'ridge'"),
+        ({"recipe": {"rnak": 4}}, r"recipe.rnak: unknown field 'rnak' \(did you mean 'rank'\?\)"),
+    ],
+)
+def test_bad_specs(tmp_path, change, message):
+    with pytest.raises(StudyError, match=message):
+        load_study(write(tmp_path, BASE | change))
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    with pytest.raises(StudyError, match=r"s.yaml, line 3: invalid YAML"):
+        load_study(write(tmp_path, None, "name: s\nsource: x\n  bad: [1,\n"))
+
+
+def test_unreachable_ray_address():
+    with pytest.raises(LoraportError, match=r"ray address '127\.0\.0\.1:1' is unreachable"):
+        check_ray_address("127.0.0.1:1")
