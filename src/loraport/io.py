@@ -65,3 +65,25 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def read_yaml_mapping(path: Path, error: type[Exception], what: str) -> tuple[dict, object]:
+    """A YAML file that must hold a mapping: (the parsed dict, its composed node, whose marks give
+    the line of any key). Raises `error` with the file and line on unreadable or invalid YAML."""
+    import yaml
+
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise error(f"{path}: {what} file not found") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        node, raw = yaml.compose(text), yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark else ""
+        raise error(f"{path}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(raw, dict):
+        raise error(f"{path}: expected a mapping of {what} fields")
+    return raw, node

@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from loraport.errors import LoraportError, closest
+from loraport.io import read_yaml_mapping
 from loraport.train import Recipe
 
 
@@ -136,19 +137,7 @@ class Study(BaseModel):
 
 def load_study(path: str | Path) -> Study:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise StudyError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        data = yaml.compose(text)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark else ""
-        raise StudyError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
-    if not isinstance(raw, dict):
-        raise StudyError(f"{path}: expected a mapping of study fields")
+    raw, data = read_yaml_mapping(path, StudyError, "study")
     unknown = [k for k in raw if k not in Study.model_fields]
     if unknown:
         k = unknown[0]

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from loraport.errors import AnchorError, closest
+from loraport.io import read_yaml_mapping
 
 
 class AnchorPair(BaseModel):
@@ -49,16 +49,7 @@ class AnchorsSpec(BaseModel):
 
 def load_anchors(path: str | Path) -> AnchorsSpec:
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise AnchorError(f"{path}: anchors file not found") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise AnchorError(f"{path}:{where} invalid YAML ({getattr(e, 'problem', e)})") from None
-    if not isinstance(raw, dict):
-        raise AnchorError(f"{path}: expected a mapping with source_base, target_base, pairs")
+    raw, _ = read_yaml_mapping(path, AnchorError, "anchors")
     try:
         spec = AnchorsSpec.model_validate(raw)
     except ValidationError as e:
