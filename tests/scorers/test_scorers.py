@@ -312,3 +312,25 @@ def test_pass_at_k_rejects_bad_arguments():
     for args in [(5, 6, 1), (5, 1, 0), (5, 1, 6), (0, 0, 1), (5.0, 1, 1)]:
         with pytest.raises(LoraportError):
             pass_at_k(*args)
+
+
+def test_code_verdicts_are_remembered_only_for_deterministic_outcomes(monkeypatch):
+    import loraport.scorers.code as code_mod
+    from loraport.tasks import get_task
+
+    items = get_task("code_affine").items("eval", 3)
+    ep = [it.entry_point for it in items]
+    preds = [items[0].answer, f"def {ep[1]}(*a):\n    return 0.5", f"def {ep[2]}(*a):\n    while True: pass"]
+    calls = []
+    real = code_mod.run_many
+
+    def counting(sources, **kw):
+        calls.append(len(sources))
+        return real(sources, **kw)
+
+    monkeypatch.setattr(code_mod, "run_many", counting)
+    monkeypatch.setattr(code_mod, "_VERDICTS", {})
+    first = code_mod.score_code_batch(preds, items, timeout_s=1.0)
+    again = code_mod.score_code_batch(preds, items, timeout_s=1.0)
+    assert [v.correct for v in first] == [v.correct for v in again] == [True, False, False]
+    assert calls == [3, 1]  # only the timed-out program runs again

@@ -19,6 +19,7 @@ Sandbox limits: item.meta may hold "timeout_s" and "memory_mb"; keyword argument
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -94,6 +95,13 @@ def code_exec(prediction: str, item: Item) -> Verdict:
     return verdict_from_result(program, run_program(_full_source(program, item), **_limits(item, {})))
 
 
+# Verdicts of programs that ran to a deterministic end (passed, or failed with an exception), keyed by
+# the exact source and limits: a study scores the same program (a base's or a near-identical port's
+# output) many times. Timeouts and crashes depend on machine load and are always re-run.
+_VERDICTS: dict[str, Verdict] = {}
+_MEMO_MAX = 200_000
+
+
 def score_code_batch(
     predictions: Sequence[str], items: Sequence[Item], *, workers: int | None = None, **limits: Any
 ) -> list[Verdict]:
@@ -104,6 +112,7 @@ def score_code_batch(
         raise TaskError(f"score_code_batch needs one prediction per item, got {n} for {len(items)} items")
     verdicts: list[Verdict | None] = [None] * len(items)
     groups: dict[tuple, list[tuple[int, str, str]]] = {}
+    keys: dict[int, str] = {}
     for i, (prediction, item) in enumerate(zip(predictions, items, strict=True)):
         prediction = require_text(prediction, "code_exec")
         _check_item(item)
@@ -112,9 +121,16 @@ def score_code_batch(
             verdicts[i] = Verdict.invalid("no Python program in the prediction")
             continue
         lim = _limits(item, limits)
-        groups.setdefault(tuple(sorted(lim.items())), []).append((i, program, _full_source(program, item)))
+        source = _full_source(program, item)
+        keys[i] = hashlib.sha256(repr((source, sorted(lim.items()))).encode()).hexdigest()
+        if keys[i] in _VERDICTS:
+            verdicts[i] = _VERDICTS[keys[i]]
+            continue
+        groups.setdefault(tuple(sorted(lim.items())), []).append((i, program, source))
     for key, members in groups.items():
         results = run_many([src for _, _, src in members], workers=workers, **dict(key))
         for (i, program, _), result in zip(members, results, strict=True):
             verdicts[i] = verdict_from_result(program, result)
+            if result.outcome in ("passed", "failed") and len(_VERDICTS) < _MEMO_MAX:
+                _VERDICTS[keys[i]] = verdicts[i]
     return [v for v in verdicts if v is not None]
