@@ -108,6 +108,14 @@ def test_report_rebuilds_an_identical_summary(full_run):
     assert (full_run / "summary.json").read_bytes() == before and (full_run / "report.md").is_file()
 
 
+def test_a_shared_cache_serves_another_run(mini_study, full_run, tmp_path):
+    out = tmp_path / "second"
+    run_study(load_study(mini_study), out, cache=full_run / "cache", threads=1, progress=False, log=lambda s: None)
+    assert sum(json.loads((out / "run.json").read_text())["computed"].values()) == 0
+    assert not (out / "cache").exists()
+    assert results(out) == results(full_run)
+
+
 def test_dry_run_computes_nothing(mini_study, tmp_path):
     r = CliRunner().invoke(app, ["bench", str(mini_study), "--out", str(tmp_path / "d"), "--dry-run"])
     assert r.exit_code == 0 and "train: 10 cells, 0 cached, 10 to compute" in r.output

@@ -4,15 +4,14 @@ call `run_cell` in this process (local) or in workers (ray); results land in the
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from loraport.bench.plan import Cell
 from loraport.bench.store import Store
 
 
-def run_cell(cell: Cell, root: str | Path, threads: int | None = None) -> dict[str, Any]:
-    """Compute `cell` into the store at `root` unless it is there already. Returns
+def run_cell(cell: Cell, store: Store, threads: int | None = None) -> dict[str, Any]:
+    """Compute `cell` into `store` unless it is there already. Returns
     {"key", "kind", "cached", "seconds", "error"}; a LoraportError becomes an "error" string (the cell
     is then missing, and the report lists it) instead of stopping the study."""
     import torch
@@ -21,7 +20,6 @@ def run_cell(cell: Cell, root: str | Path, threads: int | None = None) -> dict[s
     from loraport.errors import LoraportError
 
     hf_logging.disable_progress_bar()
-    store = Store(root)
     if store.has(cell.kind, cell.key):
         return {"key": cell.key, "kind": cell.kind, "cached": True, "seconds": 0.0, "error": None}
     # Float results depend on the thread count, so it is set per cell and restored afterwards.

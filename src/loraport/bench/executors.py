@@ -9,11 +9,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from loraport.bench.cells import run_cell
 from loraport.bench.plan import Cell
+from loraport.bench.store import Store
 from loraport.errors import LoraportError
 from loraport.registry import Registry
 
@@ -23,7 +23,7 @@ EXECUTORS: Registry[Callable[..., Runner]] = Registry("executor", LoraportError)
 
 class Runner:
     def map(
-        self, cells: Sequence[Cell], root: Path, on_done: Callable[[dict[str, Any]], None]
+        self, cells: Sequence[Cell], store: Store, on_done: Callable[[dict[str, Any]], None]
     ) -> list[dict[str, Any]]:
         raise NotImplementedError
 
@@ -36,10 +36,10 @@ class LocalRunner(Runner):
     def __init__(self, threads: int | None = None, **_: Any) -> None:
         self.threads = threads
 
-    def map(self, cells, root, on_done):
+    def map(self, cells, store, on_done):
         out = []
         for cell in cells:
-            res = run_cell(cell, root, self.threads)
+            res = run_cell(cell, store, self.threads)
             on_done(res)
             out.append(res)
         return out
@@ -70,8 +70,8 @@ class RayRunner(Runner):
             self.started = True
         self.task = ray.remote(num_cpus=1)(run_cell)
 
-    def map(self, cells, root, on_done):
-        pending = {self.task.remote(c, str(root), self.threads): c for c in cells}
+    def map(self, cells, store, on_done):
+        pending = {self.task.remote(c, store, self.threads): c for c in cells}
         out = []
         while pending:
             done, _ = self.ray.wait(list(pending), num_returns=1)

@@ -40,6 +40,7 @@ def run_study(
     address: str | None = None,
     threads: int | None = None,
     dry_run: bool = False,
+    cache: str | Path | None = None,
     progress: bool = True,
     log=print,
 ) -> dict[str, Any] | None:
@@ -47,7 +48,7 @@ def run_study(
         check_ray_address(address)
     EXECUTORS.get(executor)  # unknown executor: fail before any work
     start = time.perf_counter()
-    store = Store(run_dir)
+    store = Store(run_dir, cache)
     plan = plan_study(study)
     todo = {k: [c for c in plan.by_kind(k) if not store.has(k, c.key)] for k in STAGES}
     for k in STAGES:
@@ -58,7 +59,8 @@ def run_study(
     if dry_run:
         return None
     store.root.mkdir(parents=True, exist_ok=True)
-    store.sweep()
+    if cache is None:  # a shared cache may hold another study's writes in progress
+        store.sweep()
     runner = EXECUTORS.get(executor)(address=address, threads=threads)
     errors: dict[str, str] = {}
     timings: dict[str, float] = {}
@@ -82,7 +84,7 @@ def run_study(
                         errors[res["key"]] = res["error"]
                         log(f"failed: {res['error']}")
 
-                runner.map(cells, store.root, done)
+                runner.map(cells, store, done)
     finally:
         runner.close()
     write_records(store, plan, study, errors, timings)

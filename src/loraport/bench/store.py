@@ -4,6 +4,9 @@
     RUN_DIR/cache/evals/<key>.jsonl   per-item evaluation records (loraport.evaluate.EvalResult)
     RUN_DIR/records/<name>.json       one record per study cell (what the report reads)
 
+The cache may live elsewhere (`cache=`, `loraport bench --cache DIR`), so studies share it: keys
+say exactly what an entry is, so another study's adapter with the same inputs is the same adapter.
+
 A key is the sha256 of a cell's inputs (base fingerprints, task, recipe, method and options, the keys
 of the adapters it consumes), so nothing is computed twice and a changed input changes exactly the
 keys downstream of it. Every artifact is written to a temporary sibling and renamed, so a run killed
@@ -27,9 +30,9 @@ def content_key(*parts: Any) -> str:
 
 
 class Store:
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, cache: str | Path | None = None) -> None:
         self.root = Path(root)
-        self.cache = self.root / "cache"
+        self.cache = Path(cache) if cache is not None else self.root / "cache"
         self.records = self.root / "records"
 
     def adapter(self, key: str) -> Path:

@@ -21,6 +21,9 @@ def bench(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the plan and what is cached; compute nothing."
     ),
+    cache: Path = typer.Option(
+        None, "--cache", help="Artifact cache shared between studies (default: OUT/cache)."
+    ),
 ) -> None:
     """Run a port study: train anchors and oracles, port, evaluate, write report.md/summary.json/figures."""
     from loraport.bench import load_study, run_study
@@ -33,6 +36,7 @@ def bench(
         address=address,
         threads=threads,
         dry_run=dry_run,
+        cache=cache,
         log=lambda s: console.print(s, highlight=False),
     )
     if summary is not None:
