@@ -145,10 +145,12 @@ def aggregate(records: list[dict[str, Any]], threshold: float, seed: int = 0) ->
 
 
 def parse_failures(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Share of invalid (unparseable) outputs per condition kind and scorer."""
+    """Share of invalid (unparseable) outputs per condition kind, for the scorer the metrics use."""
     acc: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
     for r in records:
         for s, v in r.get("scorers", {}).items():
+            if s != r.get("primary"):
+                continue
             kind = r.get("variant") or r["condition"]
             a = acc[(kind, s)]
             a[0] += sum(v["invalid"])

@@ -47,7 +47,7 @@ def print_headline(out: Path) -> None:
     text = (out / "report.md").read_text()
     start = text.find("## Headline")
     end = text.find("## Method × N")
-    console.print(text[start:end].strip(), highlight=False)
+    console.print(text[start:end].strip(), highlight=False, markup=False)
     console.print(
         f"\nreport: {out / 'report.md'}  summary: {out / 'summary.json'}  figures: {out / 'figures'}",
         highlight=False,

@@ -183,6 +183,9 @@ def _markdown(meta, tasks, agg, usable, records, summary) -> str:
             + " | ".join("—" if r is None else _pm(r) for r in row)
             + f" | {'—' if not ci else f'{ci[0]:.3f} … {ci[1]:.3f}'} |"
         )
+    full = sorted({n for n in ns for p in study["pools"].values() if n == len(p)})
+    if full and len(seeds) > 1:
+        L += ["", f"At N = {', '.join(map(str, full))} every anchor of the pool is used, so all seeds draw the same anchors and the std is 0 by construction."]
     topk = [r for r in agg if "[k=" in r["variant"] and r["pool"] == "all" and r["n_anchors"] == n_top]
     if topk:
         L += [
