@@ -114,3 +114,8 @@ def test_a_jsonl_task_folder_trains_and_evaluates(mini_zoo, tmp_path):
     )
     r = run("eval", "--base", mini_zoo["y"], "--task", task)
     assert r.exit_code == 2 and "eval.jsonl, line 2: malformed JSON" in r.output
+
+
+def test_demo_names_its_studies():
+    r = run("demo", "--study", "nope")
+    assert r.exit_code == 2 and "shipped studies are quick, demo" in r.output

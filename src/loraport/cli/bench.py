@@ -46,7 +46,7 @@ def bench(
 def print_headline(out: Path) -> None:
     text = (out / "report.md").read_text()
     start = text.find("## Headline")
-    end = text.find("## Method × N")
+    end = text.find("## Main table")
     console.print(text[start:end].strip(), highlight=False, markup=False)
     console.print(
         f"\nreport: {out / 'report.md'}  summary: {out / 'summary.json'}  figures: {out / 'figures'}",
