@@ -9,9 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Recipe(BaseModel):
-    """How one LoRA adapter is trained. The defaults are the embedded zoo's study recipe (measured:
-    they take the zoo's oracles from 0 to ≥ 10 points on the held-out tasks in ~20 s each). `target_modules=None` means every projection the base's
-    architecture family lists (q, k, v, o, gate, up, down for Llama-like models).
+    """How one LoRA adapter is trained. The defaults are the embedded zoo's study recipe: measured,
+    they take tiny-llama-y's oracles from 0 to ≥ 10 points on every held-out task, in 20–30 s each
+    (benchmarks/zoo_usable.py). On real checkpoints lower `lr` (e.g. 2e-4). `target_modules=None`
+    means every projection the base's architecture family lists (q, k, v, o, gate, up, down for
+    Llama-like models).
 
     `examples` training items are drawn from the task's train split (seed `seed`) and shown
     `epochs` times in a seeded order, `batch` at a time; the loss covers the answer tokens only.

@@ -1,7 +1,7 @@
 """The embedded zoo: tiny base models built offline from the procedural corpus.
 
     from loraport.zoo import build, zoo_specs
-    build("tiny-llama-y")                  # ~1.5 min cold on 2 cores, then cached
+    build("tiny-llama-y")                  # ~2 min cold on 2 cores (126 s measured), then cached
     load_model("tiny-qwen2-x")             # zoo names resolve (and build on first use)
 
 The default pair: `tiny-qwen2-x` (source: Qwen2, byte tokenizer, GQA) and `tiny-llama-y` (target:
