@@ -33,6 +33,7 @@ class Plan:
     cells: dict[str, Cell]
     conditions: dict[str, dict[str, Any]]  # record name -> condition fields + "eval" key
     skipped: list[str]
+    fingerprints: dict[str, str] = field(default_factory=dict)  # base spec -> weights sha256
 
     def by_kind(self, kind: str) -> list[Cell]:
         return [c for c in self.cells.values() if c.kind == kind]
@@ -155,4 +156,4 @@ def make_plan(study: Study, fingerprints: dict[str, str]) -> Plan:
                             "eval": evaluate("target", task, key),
                             "port": key,
                         }
-    return Plan(cells, conditions, sorted(set(skipped)))
+    return Plan(cells, conditions, sorted(set(skipped)), dict(fingerprints))

@@ -92,6 +92,8 @@ def run_study(
         "study": study.model_dump(mode="json"),
         "loraport_version": __version__,
         "python": platform.python_version(),
+        "torch": _torch_version(),
+        "bases": plan.fingerprints,
         "executor": executor,
         "seconds": round(time.perf_counter() - start, 1),
         "cells": {k: len(plan.by_kind(k)) for k in STAGES},
@@ -103,6 +105,12 @@ def run_study(
     from loraport.report import build_report
 
     return build_report(store.root)
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
 
 
 def write_records(

@@ -132,7 +132,8 @@ def evaluate_items(
 ) -> EvalResult:
     """Score `items` with each of `scorers` (sharing one generation among generative scorers)."""
     for s in scorers:
-        SCORERS.get(s) if s != "loglik_choice" else None
+        if s != "loglik_choice":
+            SCORERS.get(s)  # an unknown name raises TaskError naming the closest scorer
     check_encodable(tokenizer, [it.prompt for it in items[:64]], f"task {task!r}")
     records: list[Record] = []
     predictions: list[str] | None = None

@@ -86,8 +86,18 @@ def _summary(meta, tasks, agg, usable, records) -> dict[str, Any]:
     return {
         "study": meta["study"]["name"],
         "provenance": {
-            k: meta[k]
-            for k in ("loraport_version", "python", "executor", "seconds", "cells", "computed", "skipped")
+            k: meta.get(k)
+            for k in (
+                "loraport_version",
+                "python",
+                "torch",
+                "bases",
+                "executor",
+                "seconds",
+                "cells",
+                "computed",
+                "skipped",
+            )
         }
         | {"study": meta["study"]},
         "usable_threshold": meta["study"]["usable_threshold"],
@@ -185,7 +195,10 @@ def _markdown(meta, tasks, agg, usable, records, summary) -> str:
         )
     full = sorted({n for n in ns for p in study["pools"].values() if n == len(p)})
     if full and len(seeds) > 1:
-        L += ["", f"At N = {', '.join(map(str, full))} every anchor of the pool is used, so all seeds draw the same anchors and the std is 0 by construction."]
+        L += [
+            "",
+            f"At N = {', '.join(map(str, full))} every anchor of the pool is used, so all seeds draw the same anchors and the std is 0 by construction.",
+        ]
     topk = [r for r in agg if "[k=" in r["variant"] and r["pool"] == "all" and r["n_anchors"] == n_top]
     if topk:
         L += [
