@@ -103,3 +103,12 @@ def test_merged_adapter_matches_peft(mini_zoo, tmp_path):
         a, b = ours(input_ids=ids).logits, peft(input_ids=ids).logits
     base = load_model(mini_zoo["y"])[0](input_ids=ids).logits
     assert torch.allclose(a, b, atol=1e-5) and not torch.allclose(a, base, atol=1e-4)
+
+
+def test_generation_budget_follows_answers_unless_given(mini_zoo):
+    model, tok, _ = biased_model(mini_zoo["y"], {"x": 9.0})
+    items = get_task("math_add").items("eval", 2)  # answers are at most 2 digits: budget 2*1.25+4 = 6
+    default = evaluate_items(model, tok, items, ["exact_match"], task="math_add")
+    wide = evaluate_items(model, tok, items, ["exact_match"], task="math_add", max_new=11)
+    assert {r.prediction for r in default.records} == {"x" * 6}
+    assert {r.prediction for r in wide.records} == {"x" * 11}

@@ -22,6 +22,12 @@ def eval_cmd(
     limit: int = typer.Option(300, "--limit", help="Number of eval items."),
     seed: int = typer.Option(0, "--seed", help="Which eval items are drawn."),
     out: Path = typer.Option(None, "--out", help="Write per-item records (JSONL) here."),
+    max_new_tokens: int = typer.Option(
+        None,
+        "--max-new-tokens",
+        help="Generation budget (default: from the reference answers' length, right for the zoo; "
+        "give more for real models that explain before answering).",
+    ),
 ) -> None:
     """Evaluate with every scorer the task lists; prints accuracy and parse failures per scorer."""
     from rich.progress import Progress
@@ -31,7 +37,13 @@ def eval_cmd(
     with Progress(transient=True) as bar:
         job = bar.add_task(f"generating {task}", total=limit)
         result = evaluate(
-            base, task, adapter=adapter, n=limit, seed=seed, progress=lambda k: bar.advance(job, k)
+            base,
+            task,
+            adapter=adapter,
+            max_new=max_new_tokens,
+            n=limit,
+            seed=seed,
+            progress=lambda k: bar.advance(job, k),
         )
     table = Table(title=f"{task} on {base}" + (f" + {adapter}" if adapter else ""))
     for col in ("scorer", "n", "correct", "invalid", "accuracy"):

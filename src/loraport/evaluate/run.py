@@ -129,8 +129,11 @@ def evaluate_items(
     batch: int = 64,
     workers: int | None = None,
     progress=None,
+    max_new: int | None = None,
 ) -> EvalResult:
-    """Score `items` with each of `scorers` (sharing one generation among generative scorers)."""
+    """Score `items` with each of `scorers` (sharing one generation among generative scorers).
+    `max_new` caps generated tokens; by default it follows the reference answers' length, which
+    suits models trained on the task's format but cuts off a real model that reasons first."""
     for s in scorers:
         if s != "loglik_choice":
             SCORERS.get(s)  # an unknown name raises TaskError naming the closest scorer
@@ -144,7 +147,7 @@ def evaluate_items(
             model,
             tokenizer,
             [it.prompt for it in items],
-            max_new_tokens=max_new_tokens(tokenizer, items),
+            max_new_tokens=max_new or max_new_tokens(tokenizer, items),
             batch=batch,
             on_batch=progress,
         )
@@ -176,6 +179,7 @@ def evaluate(
     scorers: Sequence[str] | None = None,
     batch: int = 64,
     progress=None,
+    max_new: int | None = None,
 ) -> EvalResult:
     """Load `base` (+ `adapter`, merged), draw `n` eval items of `task` and score them."""
     from loraport.evaluate.merge import merge_adapter
@@ -190,7 +194,14 @@ def evaluate(
     items = task.items("eval", n if cap is None else min(n, cap), seed=seed)
     warn_if_small(task, len(items))
     result = evaluate_items(
-        model, tokenizer, items, scorers or task.scorers, task=task.name, batch=batch, progress=progress
+        model,
+        tokenizer,
+        items,
+        scorers or task.scorers,
+        task=task.name,
+        batch=batch,
+        progress=progress,
+        max_new=max_new,
     )
     result.provenance = {
         **result.provenance,
