@@ -58,3 +58,10 @@ AllowPickle = typer.Option(
     False, "--allow-pickle", help="Read pickled adapter_model.bin files (trusted files only)."
 )
 Force = typer.Option(False, "--force", help="Overwrite the output if it exists.")
+BaseModelOpt = typer.Option(..., "--base", help="Base model: zoo name, folder, .gguf or cached hub id.")
+TaskOpt = typer.Option(
+    ...,
+    "--task",
+    help="Task name (`loraport tasks list`), or a folder with train.jsonl + eval.jsonl, or a saved "
+    "`datasets` folder.",
+)

@@ -7,17 +7,13 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from loraport.cli.common import console, friendly
+from loraport.cli.common import BaseModelOpt, TaskOpt, console, friendly
 
 
 @friendly
 def eval_cmd(
-    base: str = typer.Option(..., "--base", help="Base model: zoo name, folder, .gguf or cached hub id."),
-    task: str = typer.Option(
-        ...,
-        "--task",
-        help="Task name (`loraport tasks list`), or a folder with train.jsonl + eval.jsonl, or a saved `datasets` folder.",
-    ),
+    base: str = BaseModelOpt,
+    task: str = TaskOpt,
     adapter: Path = typer.Option(None, "--adapter", help="PEFT adapter folder to merge into the base."),
     limit: int = typer.Option(300, "--limit", help="Number of eval items."),
     seed: int = typer.Option(0, "--seed", help="Which eval items are drawn."),

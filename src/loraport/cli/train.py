@@ -6,17 +6,13 @@ from pathlib import Path
 
 import typer
 
-from loraport.cli.common import Force, console, friendly
+from loraport.cli.common import BaseModelOpt, Force, TaskOpt, console, friendly
 
 
 @friendly
 def train(
-    base: str = typer.Option(..., "--base", help="Base model: zoo name, folder, .gguf or cached hub id."),
-    task: str = typer.Option(
-        ...,
-        "--task",
-        help="Task name (`loraport tasks list`), or a folder with train.jsonl + eval.jsonl, or a saved `datasets` folder.",
-    ),
+    base: str = BaseModelOpt,
+    task: str = TaskOpt,
     out: Path = typer.Option(
         ..., "--out", help="Output folder (PEFT adapter + checkpoints + train_log.json)."
     ),
