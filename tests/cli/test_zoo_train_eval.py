@@ -119,3 +119,14 @@ def test_a_jsonl_task_folder_trains_and_evaluates(mini_zoo, tmp_path):
 def test_demo_names_its_studies():
     r = run("demo", "--study", "nope")
     assert r.exit_code == 2 and "shipped studies are quick, demo" in r.output
+
+
+def test_errors_keep_square_brackets(tmp_path):
+    study = tmp_path / "s.yaml"
+    study.write_text(
+        "name: s\nsource: a\ntarget: b\nanchors: [math_add]\nheldout: [math_add]\nmethods: {mean: {}}\n"
+    )
+    r = run("bench", study, "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "held-out task 'math_add' is also an anchor" in r.output
+    r = run("train", "--base", "[x]", "--task", "math_add", "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "'[x]'" in r.output

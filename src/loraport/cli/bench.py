@@ -37,7 +37,7 @@ def bench(
         threads=threads,
         dry_run=dry_run,
         cache=cache,
-        log=lambda s: console.print(s, highlight=False),
+        log=lambda s: console.print(s, highlight=False, markup=False),
     )
     if summary is not None:
         print_headline(out)

@@ -32,7 +32,7 @@ def demo(
         from loraport.demo import run_demo
 
         out = out or Path("runs/demo-synthetic")
-        summary = run_demo(out, log=lambda s: console.print(s, highlight=False))
+        summary = run_demo(out, log=lambda s: console.print(s, highlight=False, markup=False))
         console.print((out / "report.md").read_text(), highlight=False, markup=False)
         console.print(
             f"wrote {out}/report.md, summary.json, records.jsonl ({summary['provenance']['seconds']} s)"
@@ -46,7 +46,7 @@ def demo(
         raise LoraportError(f"--study {study!r}: shipped studies are {', '.join(STUDIES)}")
     path = resources.files("loraport.bench").joinpath("studies", f"{study}.yaml")
     out = out or Path("runs/demo")
-    run_study(load_study(path), out, log=lambda s: console.print(s, highlight=False))
+    run_study(load_study(path), out, log=lambda s: console.print(s, highlight=False, markup=False))
     text = (out / "report.md").read_text()
     table = text[text.find("## Main table") : text.find("Method cells:")].strip()
     console.print(table, highlight=False, markup=False)
