@@ -52,7 +52,12 @@ def test_usability_oracle_equal_or_below_base():
     rows = task_rows(records, threshold=0.03)
     assert not rows["a"]["usable"] and rows["a"]["why_unusable"] == "oracle equals base"
     assert not rows["b"]["usable"] and rows["b"]["why_unusable"] == "oracle below base"
-    assert rows["c"]["usable"] and rows["c"]["oracle_minus_base"] == 1.0
+    assert rows["c"]["usable"] and rows["c"]["oracle_minus_base"] == 1.0 and rows["c"]["why_unusable"] is None
+    rows = task_rows(
+        [rec("d", "base_y", [0, 1]), rec("e", "base_y", [0, 0]), rec("e", "oracle_y", [0, 1])], 0.6
+    )
+    assert rows["d"]["why_unusable"] == "missing base or oracle" and rows["d"]["n"] == 2
+    assert rows["e"]["why_unusable"] == "oracle − base 0.500 < 0.6"
 
 
 def test_aggregate_excludes_unusable_tasks_and_handles_one_seed_and_missing_cells():

@@ -53,34 +53,38 @@ def index(records: list[dict[str, Any]]):
     return base, methods
 
 
+def why_unusable(gap: float | None, threshold: float) -> str | None:
+    """None for a usable task, else the reason it is excluded from aggregates."""
+    if gap is None:
+        return "missing base or oracle"
+    if abs(gap) < 1e-12:
+        return "oracle equals base"
+    if gap < 0:
+        return "oracle below base"
+    if gap < threshold:
+        return f"oracle − base {gap:.3f} < {threshold}"
+    return None
+
+
 def task_rows(records: list[dict[str, Any]], threshold: float) -> dict[str, dict[str, Any]]:
     base, _ = index(records)
     rows = {}
     for task, conds in sorted(base.items()):
         b, o, t = (accuracy(conds.get(k)) for k in ("base_y", "oracle_y", "teacher"))
         any_rec = next(iter(conds.values()))
-        n = len(correct(any_rec)) if correct(any_rec) is not None else 0
+        scored = [c for c in map(correct, conds.values()) if c is not None]
         gap = None if b is None or o is None else o - b
+        why = why_unusable(gap, threshold)
         rows[task] = {
             "task": task,
             "domain": any_rec["domain"],
-            "n": n,
+            "n": len(scored[0]) if scored else 0,
             "base_y": b,
             "oracle_y": o,
             "teacher": t,
             "oracle_minus_base": gap,
-            "usable": gap is not None and gap >= threshold and gap > 0,
-            "why_unusable": None
-            if gap is None or (gap >= threshold and gap > 0)
-            else (
-                "oracle equals base"
-                if abs(gap) < 1e-12
-                else "oracle below base"
-                if gap < 0
-                else f"oracle − base {gap:.3f} < {threshold}"
-            )
-            if gap is not None
-            else "missing base or oracle",
+            "usable": why is None,
+            "why_unusable": why,
         }
     return rows
 
