@@ -110,7 +110,9 @@ def test_report_rebuilds_an_identical_summary(full_run):
 
 def test_a_shared_cache_serves_another_run(mini_study, full_run, tmp_path):
     out = tmp_path / "second"
-    run_study(load_study(mini_study), out, cache=full_run / "cache", threads=1, progress=False, log=lambda s: None)
+    run_study(
+        load_study(mini_study), out, cache=full_run / "cache", threads=1, progress=False, log=lambda s: None
+    )
     assert sum(json.loads((out / "run.json").read_text())["computed"].values()) == 0
     assert not (out / "cache").exists()
     assert results(out) == results(full_run)

@@ -17,7 +17,6 @@ from loraport.bench.store import Store
 from loraport.errors import LoraportError
 from loraport.registry import Registry
 
-Executor = Callable[..., list[dict[str, Any]]]
 EXECUTORS: Registry[Callable[..., Runner]] = Registry("executor", LoraportError)
 
 

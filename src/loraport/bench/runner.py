@@ -69,10 +69,12 @@ def run_study(
 
         with progress_bar(progress) as bar:
             for kind in STAGES:
-                cells = [c for c in todo[kind] if not any(d in errors for d in c.deps)]
+                cells = []
                 for c in todo[kind]:
-                    if c not in cells:
+                    if any(d in errors for d in c.deps):
                         errors[c.key] = f"{c.label}: skipped, a dependency failed"
+                    else:
+                        cells.append(c)
                 if not cells:
                     continue
                 job = bar.add_task(f"{kind} ({len(cells)})", total=len(cells), info="")

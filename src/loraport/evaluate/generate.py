@@ -17,9 +17,8 @@ def _newline_ids(tokenizer) -> frozenset[int]:
 class StopOnTokens(StoppingCriteria):
     """Per row: done once the row has produced any of `ids` (HF pads finished rows)."""
 
-    def __init__(self, ids: frozenset[int], start: int) -> None:
+    def __init__(self, ids: frozenset[int]) -> None:
         self.ids = torch.tensor(sorted(ids), dtype=torch.long)
-        self.start = start
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw) -> torch.Tensor:
         return torch.isin(input_ids[:, -1], self.ids)
@@ -54,7 +53,7 @@ def generate(
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     stops = StoppingCriteriaList()
     if stop_at_newline:
-        stops.append(StopOnTokens(_newline_ids(tokenizer), 0))
+        stops.append(StopOnTokens(_newline_ids(tokenizer)))
     out: list[str] = [""] * len(prompts)
     for lo in range(0, len(order), batch):
         rows = order[lo : lo + batch]
