@@ -64,15 +64,41 @@ def port(
     seed: int = 0,
     force: bool = False,
     allow_pickle: bool = False,
+    source_base: str | None = None,
+    task: str | None = None,
+    prompts: str | Path | None = None,
+    init: str | Path | None = None,
+    eval_n: int = 300,
+    eval_seed: int = 0,
 ) -> Path:
+    """Port `adapter` to `target_base`. Anchor methods use `map_dir` or `anchors`; behaviour methods
+    (align, spanfit, distill) also take `source_base` (default: the anchors' source, else the
+    adapter's base_model), `task` (its train-split prompts, and the eval items the prompts must not
+    repeat: the first `eval_n` drawn with `eval_seed`), `prompts` (a JSONL of unlabeled prompts
+    instead of the task's) and, for distill, `init` (an adapter folder, or a method name in options)."""
     check_output(out, force)
     if map_dir is not None and (anchors is not None or method is not None):
         raise LoraportError("give either --map, or --anchors with --method, not both")
+    if init is not None and Path(init).is_dir():
+        init_path: Path | None = Path(init)
+    else:
+        init_path = None
+        if init is not None:
+            options = {**(options or {}), "init": str(init)}
     m = get_method(method, **(options or {})) if method is not None else None
     x = load_adapter(adapter, allow_pickle=allow_pickle)
     target_config = _config(target_base)
     if m is not None and m.name == "copy":
         return copy_port(x, target_config, target_base, out, force=force)
+    if m is not None and m.scope == "behaviour":
+        spec = load_anchors(anchors) if anchors is not None else None
+        source = source_base or (spec.source_base if spec else None) or x.base_model
+        if not source:
+            raise MethodError(f"method {m.name!r}: give --source-base (the adapter names no base model)")
+        ctx = dict(
+            source=source, task=task, prompts=prompts, eval_n=eval_n, eval_seed=eval_seed, anchors=anchors
+        )
+        return _behaviour_port(m, x.path, target_base, out, spec, init_path, seed, force, ctx)
     if map_dir is not None:
         fmap = FittedMap.load(map_dir)
     elif anchors is not None and m is not None:
@@ -92,6 +118,69 @@ def port(
             f"--target-base {target_base}: its modules differ in shape from the map's target base {fmap.target_base}"
         )
     return apply_map(fmap, x, out, force=force, base_model=target_base)
+
+
+def _behaviour_port(m, x: Path, target: str, out, spec, init_path, seed: int, force: bool, ctx) -> Path:
+    import tempfile
+
+    from loraport.port.prompts import check_disjoint_prompts, read_prompts, task_prompts
+    from loraport.port.teacher import teach
+
+    o = m.options()
+    if m.name == "align":
+        from loraport.port.align import align_port
+
+        return align_port(ctx["source"], target, x, out, texts=o["texts"], ridge=o["ridge"], force=force)
+    if ctx["task"] is None:
+        raise MethodError(
+            f"method {m.name!r} needs --task: its prompts (or --prompts) must be checked against its eval items"
+        )
+    prompts = (
+        read_prompts(ctx["prompts"])
+        if ctx["prompts"]
+        else task_prompts(ctx["task"], o["prompts"], o["prompt_seed"])
+    )
+    check_disjoint_prompts(prompts, ctx["task"], n_eval=ctx["eval_n"], eval_seed=ctx["eval_seed"])
+    if m.name == "spanfit" and spec is None:
+        raise MethodError(
+            "method 'spanfit' needs --anchors (it refits the ridge weights over the target anchors)"
+        )
+    answers = teach(ctx["source"], x, prompts, max_new_tokens=o["max_new_tokens"])
+    if m.name == "spanfit":
+        from loraport.port.spanfit import spanfit_port
+
+        configs = _config(spec.source_base), _config(spec.target_base)
+        return spanfit_port(
+            spec, *configs, x, answers, out, steps=o["steps"], lr=o["lr"], seed=seed, force=force
+        )
+    from loraport.port.distill import distill_port
+
+    with tempfile.TemporaryDirectory(prefix=".init-", dir=Path(out).resolve().parent) as tmp:
+        if init_path is None and o["init"] != "zero":
+            init_path = Path(tmp) / "init"
+            port(
+                x,
+                target,
+                init_path,
+                anchors=ctx["anchors"],
+                method=o["init"],
+                seed=seed,
+                source_base=ctx["source"],
+                task=ctx["task"],
+                eval_n=ctx["eval_n"],
+                eval_seed=ctx["eval_seed"],
+            )
+        return distill_port(
+            target,
+            answers,
+            out,
+            init=init_path,
+            steps=o["steps"],
+            seconds=o["seconds"],
+            lr=o["lr"],
+            seed=seed,
+            force=force,
+        )
 
 
 _LAYER = re.compile(r"\.(\d+)\.")

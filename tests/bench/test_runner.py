@@ -42,9 +42,11 @@ def test_outputs_and_plan(full_run):
         "gap_vs_n.png",
         "k_sweep.png",
         "per_task.png",
+        "cost_quality.png",
     }
     summary = json.loads((full_run / "summary.json").read_text())
-    assert summary["provenance"]["cells"] == {"train": 10, "port": 20, "eval": 26}
+    cells = summary["provenance"]["cells"]
+    assert cells == {"train": 10, "teach": 0, "port": 20, "distill": 0, "control": 0, "eval": 26}
     assert "topk_global_ridge[k=3] at N=2: K exceeds N" in summary["provenance"]["skipped"]
     report = (full_run / "report.md").read_text()
     for section in (

@@ -28,7 +28,7 @@ def run_cell(cell: Cell, store: Store, threads: int | None = None) -> dict[str, 
         torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
-        {"train": _train, "port": _port, "eval": _eval}[cell.kind](cell, store)
+        RUNNERS[cell.kind](cell, store)
         error = None
     except LoraportError as e:
         error = str(e)
@@ -52,31 +52,95 @@ def _train(cell: Cell, store: Store) -> None:
     )
 
 
-def _port(cell: Cell, store: Store) -> None:
-    from loraport.models import load_config
-    from loraport.port import AnchorPair, AnchorsSpec, apply_map, fit_map
+def _teach(cell: Cell, store: Store) -> None:
+    from loraport.port.prompts import check_disjoint_prompts, task_prompts
+    from loraport.port.teacher import teach
 
     p = cell.params
+    prompts = task_prompts(p["task"], p["prompts"], seed=p["prompt_seed"])
+    check_disjoint_prompts(prompts, p["task"], n_eval=p["eval"]["n"], eval_seed=p["eval"]["seed"])
+    answers = teach(p["source"], store.adapter(p["x"]), prompts, max_new_tokens=p["max_new_tokens"])
+    answers.provenance["task"] = p["task"]
+    answers.save(store.teach(cell.key))
+
+
+def _port(cell: Cell, store: Store) -> None:
+    from loraport.models import load_config
+    from loraport.port import AnchorPair, AnchorsSpec, apply_map, copy_port, fit_map, get_method
+
+    p = cell.params
+    prov = {"study_cell": cell.key, "task": p["task"]}
+    out = store.adapter(cell.key)
+    opts = get_method(p["method"], **p["options"]).options()
+    if p["method"] == "align":
+        from loraport.port.align import align_port
+
+        align_port(
+            p["source"],
+            p["target"],
+            store.adapter(p["x"]),
+            out,
+            texts=opts["texts"],
+            ridge=opts["ridge"],
+            force=True,
+            provenance=prov,
+        )
+        return
+    if p["method"] == "copy":
+        copy_port(store.adapter(p["x"]), load_config(p["target"]), p["target"], out, force=True)
+        return
     pairs = [
         AnchorPair(task=t, source=store.adapter(kx), target=store.adapter(ky)) for t, kx, ky in p["pairs"]
     ]
     spec = AnchorsSpec(source_base=p["source"], target_base=p["target"], pairs=pairs)
-    fmap = fit_map(
-        spec,
-        p["method"],
-        load_config(p["source"]),
-        load_config(p["target"]),
-        options=p["options"],
-        seed=p["seed"],
-    )
-    apply_map(
-        fmap,
-        store.adapter(p["x"]),
+    configs = load_config(p["source"]), load_config(p["target"])
+    if p["method"] == "spanfit":
+        from loraport.port.spanfit import spanfit_port
+        from loraport.port.teacher import Answers
+
+        spanfit_port(
+            spec,
+            *configs,
+            store.adapter(p["x"]),
+            Answers.load(store.teach(p["teach"])),
+            out,
+            steps=opts["steps"],
+            lr=opts["lr"],
+            seed=p["seed"],
+            force=True,
+            provenance=prov,
+        )
+        return
+    fmap = fit_map(spec, p["method"], *configs, options=p["options"], seed=p["seed"])
+    apply_map(fmap, store.adapter(p["x"]), out, force=True, verify_anchors=False, provenance=prov)
+
+
+def _distill(cell: Cell, store: Store) -> None:
+    from loraport.port import get_method
+    from loraport.port.distill import distill_port
+    from loraport.port.teacher import Answers
+
+    p = cell.params
+    opts = get_method("distill", **p["options"]).options()
+    distill_port(
+        p["target"],
+        Answers.load(store.teach(p["teach"])),
         store.adapter(cell.key),
+        init=store.adapter(p["init"]) if p["init"] else None,
+        steps=opts["steps"],
+        seconds=opts["seconds"],
+        lr=opts["lr"],
+        seed=p["seed"],
         force=True,
-        verify_anchors=False,
         provenance={"study_cell": cell.key, "task": p["task"]},
     )
+
+
+def _control(cell: Cell, store: Store) -> None:
+    from loraport.port.controls import random_port
+
+    p = cell.params
+    random_port(store.adapter(p["ref"]), store.adapter(cell.key), seed=p["seed"], force=True)
 
 
 def _eval(cell: Cell, store: Store) -> None:
@@ -84,7 +148,7 @@ def _eval(cell: Cell, store: Store) -> None:
 
     p = cell.params
     adapter = store.adapter(p["adapter"]) if p["adapter"] else None
-    if adapter is not None and not store.has("train", p["adapter"]):
+    if adapter is not None and not store.has("port", p["adapter"]):
         from loraport.errors import LoraportError
 
         raise LoraportError(
@@ -96,3 +160,13 @@ def _eval(cell: Cell, store: Store) -> None:
         warnings.simplefilter("ignore", UserWarning)
         result = evaluate(p["base"], p["task"], adapter=adapter, n=p["n"], seed=p["seed"])
     result.save(store.eval(cell.key))
+
+
+RUNNERS = {
+    "train": _train,
+    "teach": _teach,
+    "port": _port,
+    "distill": _distill,
+    "control": _control,
+    "eval": _eval,
+}

@@ -163,3 +163,82 @@ def parse_failures(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]
     for (kind, s), (bad, n) in sorted(acc.items()):
         out[kind][s] = bad / n if n else 0.0
     return dict(out)
+
+
+def is_control(variant: str) -> bool:
+    """Control conditions are named "<control>:<variant>" (shuffled:global_ridge, random:...)."""
+    return ":" in variant
+
+
+def teacher_ceiling(rows: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """Mean over usable tasks of (teacher − base_Y) / (oracle − base_Y): what a port that copied the
+    teacher's (X + X adapter's) accuracy exactly would recover. None when no usable task has one."""
+    gaps = {
+        t: gap_recovered(r["teacher"], r["base_y"], r["oracle_y"])
+        for t, r in rows.items()
+        if r["usable"] and r["teacher"] is not None
+    }
+    gaps = {t: g for t, g in gaps.items() if g is not None}
+    return {"gap_recovered": float(np.mean(list(gaps.values()))), "per_task": gaps} if gaps else None
+
+
+COST_FIELDS = ("seconds", "steps", "generated_tokens")
+
+
+def costs(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean cost per port for each (variant, pool, N), and the oracles' mean training cost (the
+    reference point). A cost is what the run recorded next to each adapter (see bench.runner)."""
+    acc: dict[tuple, list[dict]] = defaultdict(list)
+    oracle: list[dict] = []
+    for r in records:
+        c = r.get("cost")
+        if not c:
+            continue
+        if r["condition"] == "method":
+            acc[(r["variant"], r["pool"], r["n_anchors"])].append(c)
+        elif r["condition"] == "oracle_y":
+            oracle.append(c)
+
+    def mean(cs: list[dict]) -> dict[str, Any]:
+        out: dict[str, Any] = {f: float(np.mean([c.get(f, 0) or 0 for c in cs])) for f in COST_FIELDS}
+        out["data"] = sorted({c.get("data", "?") for c in cs})
+        out["n"] = len(cs)
+        return out
+
+    ref = mean(oracle) if oracle else None
+    rows = []
+    for (variant, pool, n), cs in sorted(acc.items()):
+        row = {"variant": variant, "pool": pool, "n_anchors": n, **mean(cs)}
+        row["relative_seconds"] = row["seconds"] / ref["seconds"] if ref and ref["seconds"] > 0 else None
+        rows.append(row)
+    return {"oracle": ref, "methods": rows}
+
+
+def control_rows(agg: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each control next to the method it controls, at the same (pool, N), on the same tasks."""
+    by_key = {(r["variant"], r["pool"], r["n_anchors"]): r for r in agg}
+    out = []
+    for r in agg:
+        if not is_control(r["variant"]):
+            continue
+        control, of = r["variant"].split(":", 1)
+        m = by_key.get((of, r["pool"], r["n_anchors"]))
+        shared = sorted(set(r["per_task"]) & set(m["per_task"])) if m else []
+        if not shared:
+            continue
+        g_m = float(np.mean([m["per_task"][t]["gap_recovered"] for t in shared]))
+        g_c = float(np.mean([r["per_task"][t]["gap_recovered"] for t in shared]))
+        out.append(
+            {
+                "control": control,
+                "of": of,
+                "pool": r["pool"],
+                "n_anchors": r["n_anchors"],
+                "tasks": shared,
+                "method_gap": g_m,
+                "control_gap": g_c,
+                "control_ci95": r["ci95"],
+                "beats_control": g_m > g_c,
+            }
+        )
+    return out

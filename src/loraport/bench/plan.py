@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from loraport.bench.spec import Study
+from loraport.bench.spec import Study, variant_name
 from loraport.bench.store import content_key
 from loraport.tasks import get_task
 
@@ -49,12 +49,10 @@ def content_key_int(*parts: Any) -> int:
     return int(content_key(*parts)[:15], 16)
 
 
-def variant_name(method: str, options: dict[str, Any]) -> str:
-    return method + "".join(f"[{k}={v}]" for k, v in sorted(options.items()))
-
-
 def make_plan(study: Study, fingerprints: dict[str, str]) -> Plan:
     """`fingerprints` maps the study's source and target specs to their weight fingerprints."""
+    from loraport.port import METHODS
+
     cells: dict[str, Cell] = {}
     conditions: dict[str, dict[str, Any]] = {}
     skipped: list[str] = []
@@ -63,31 +61,75 @@ def make_plan(study: Study, fingerprints: dict[str, str]) -> Plan:
     fp = {"source": fingerprints[study.source], "target": fingerprints[study.target]}
     base = {"source": study.source, "target": study.target}
 
+    def add(kind: str, key: str, deps: tuple, params: dict[str, Any], label: str) -> str:
+        cells.setdefault(key, Cell(kind, key, tuple(d for d in deps if d), params, label))
+        return key
+
     def train(side: str, task: str) -> str:
         key = content_key("train", fp[side], task, recipe)
-        cells.setdefault(
+        return add(
+            "train",
             key,
-            Cell(
-                "train",
-                key,
-                (),
-                {"base": base[side], "task": task, "recipe": recipe},
-                f"train {task} on {base[side]}",
-            ),
+            (),
+            {"base": base[side], "task": task, "recipe": recipe},
+            f"train {task} on {base[side]}",
         )
-        return key
 
     def evaluate(side: str, task: str, adapter: str | None) -> str:
         scorers = list(get_task(task).scorers)
         key = content_key("eval", fp[side], adapter, task, ev, scorers)
-        deps = (adapter,) if adapter else ()
         label = f"eval {task} on {base[side]}" + (f" + {adapter[:8]}" if adapter else "")
-        cells.setdefault(
-            key, Cell("eval", key, deps, {"base": base[side], "task": task, "adapter": adapter, **ev}, label)
+        return add(
+            "eval", key, (adapter,), {"base": base[side], "task": task, "adapter": adapter, **ev}, label
         )
-        return key
 
-    for task in study.heldout:
+    def teach(x_key: str, task: str, options: dict[str, Any]) -> str:
+        prompts = {k: options[k] for k in ("prompts", "prompt_seed", "max_new_tokens")}
+        key = content_key("teach", fp["source"], x_key, task, prompts, ev)
+        params = {"source": study.source, "x": x_key, "task": task, **prompts, "eval": ev}
+        return add("teach", key, (x_key,), params, f"teacher answers {task} from {x_key[:8]}")
+
+    def port(
+        method: str, options: dict[str, Any], task: str, x_key: str, pairs: list, seed: int, n: int
+    ) -> str:
+        """The cell that ports `x_key` with one method variant (and the cells it needs)."""
+        scope = METHODS.get(method).scope
+        full = METHODS.get(method)(**options).options()  # defaults filled in: they are part of the key
+        common = {
+            "method": method,
+            "options": options,
+            "seed": seed,
+            "x": x_key,
+            "task": task,
+            "source": study.source,
+            "target": study.target,
+        }
+        label = f"{task} {variant_name(method, options)} N={n} s{seed}"
+        anchor_deps = tuple(k for _, kx, ky in pairs for k in (kx, ky))
+        if scope in ("global", "pertensor"):
+            key = content_key("port", method, options, seed, pairs, x_key, fp["target"], study.target)
+            return add("port", key, (x_key, *anchor_deps), {**common, "pairs": pairs}, f"port {label}")
+        if method == "align":
+            key = content_key("port", method, full, x_key, fp["source"], fp["target"], study.target)
+            return add("port", key, (x_key,), common, f"port {task} align from {x_key[:8]}")
+        if method == "copy":
+            key = content_key("port", method, x_key, fp["target"], study.target)
+            return add("port", key, (x_key,), common, f"port {task} copy")
+        t = teach(x_key, task, full)
+        if method == "spanfit":
+            key = content_key("port", method, full, seed, pairs, x_key, t, fp["target"], study.target)
+            params = {**common, "pairs": pairs, "teach": t}
+            return add("port", key, (x_key, t, *anchor_deps), params, f"port {label}")
+        init = None if full["init"] == "zero" else port(full["init"], {}, task, x_key, pairs, seed, n)
+        key = content_key("distill", full, seed, init, t, fp["target"], study.target)
+        return add("distill", key, (t, init), {**common, "teach": t, "init": init}, f"distill {label}")
+
+    def random_control(ref: str, seed: int) -> str:
+        key = content_key("random", ref, seed)
+        return add("control", key, (ref,), {"ref": ref, "seed": seed}, f"random direction like {ref[:8]}")
+
+    controls = study.controls
+    for i, task in enumerate(study.heldout):
         domain = get_task(task).domain
         common = {"task": task, "domain": domain}
         conditions[f"{task}__base_y"] = {
@@ -95,18 +137,23 @@ def make_plan(study: Study, fingerprints: dict[str, str]) -> Plan:
             "condition": "base_y",
             "eval": evaluate("target", task, None),
         }
+        oracle = train("target", task)
         conditions[f"{task}__oracle_y"] = {
             **common,
             "condition": "oracle_y",
-            "eval": evaluate("target", task, train("target", task)),
+            "eval": evaluate("target", task, oracle),
+            "train": oracle,
         }
         x_key = train("source", task)
         conditions[f"{task}__teacher"] = {
             **common,
             "condition": "teacher",
             "eval": evaluate("source", task, x_key),
+            "train": x_key,
         }
+        other = study.heldout[(i + 1) % len(study.heldout)]
         for pool_name, pool in study.pools.items():
+            n_top = max((n for n in study.n_anchors if n <= len(pool)), default=None)
             for n in study.n_anchors:
                 if n > len(pool):
                     skipped.append(f"pool {pool_name!r} has {len(pool)} anchors, fewer than N={n}")
@@ -118,42 +165,44 @@ def make_plan(study: Study, fingerprints: dict[str, str]) -> Plan:
                         if options.get("k", 0) > n:
                             skipped.append(f"{variant_name(method, options)} at N={n}: K exceeds N")
                             continue
-                        key = content_key(
-                            "port", method, options, seed, pairs, x_key, fp["target"], study.target
-                        )
-                        params = {
-                            "method": method,
-                            "options": options,
-                            "seed": seed,
-                            "pairs": pairs,
-                            "x": x_key,
-                            "source": study.source,
-                            "target": study.target,
-                            "task": task,
-                        }
-                        deps = (x_key, *(k for _, kx, ky in pairs for k in (kx, ky)))
-                        cells.setdefault(
-                            key,
-                            Cell(
-                                "port",
-                                key,
-                                deps,
-                                params,
-                                f"port {task} {variant_name(method, options)} N={n} s{seed}",
-                            ),
-                        )
-                        name = f"{task}__{variant_name(method, options)}__{pool_name}__N{n}__s{seed}"
-                        conditions[name] = {
+                        variant = variant_name(method, options)
+                        key = port(method, options, task, x_key, pairs, seed, n)
+                        cond = {
                             **common,
                             "condition": "method",
                             "method": method,
                             "options": options,
-                            "variant": variant_name(method, options),
+                            "variant": variant,
                             "pool": pool_name,
                             "n_anchors": n,
                             "seed": seed,
                             "anchors": anchors,
+                        }
+                        suffix = f"{pool_name}__N{n}__s{seed}"
+                        conditions[f"{task}__{variant}__{suffix}"] = {
+                            **cond,
                             "eval": evaluate("target", task, key),
                             "port": key,
                         }
+                        if controls.random == variant:
+                            rk = random_control(key, seed)
+                            conditions[f"{task}__random__{variant}__{suffix}"] = {
+                                **cond,
+                                "control": "random",
+                                "of": variant,
+                                "variant": f"random:{variant}",
+                                "eval": evaluate("target", task, rk),
+                                "port": rk,
+                            }
+                        if controls.shuffled and n == n_top and other != task:
+                            sk = port(method, options, task, train("source", other), pairs, seed, n)
+                            conditions[f"{task}__shuffled__{variant}__{suffix}"] = {
+                                **cond,
+                                "control": "shuffled",
+                                "of": variant,
+                                "variant": f"shuffled:{variant}",
+                                "shuffled_from": other,
+                                "eval": evaluate("target", task, sk),
+                                "port": sk,
+                            }
     return Plan(cells, conditions, sorted(set(skipped)), dict(fingerprints))

@@ -22,7 +22,7 @@ from loraport.bench.spec import Study
 from loraport.bench.store import Store
 from loraport.io import atomic_file
 
-STAGES = ("train", "port", "eval")
+STAGES = ("train", "teach", "port", "distill", "control", "eval")
 
 
 def plan_study(study: Study) -> Plan:
@@ -146,4 +146,33 @@ def write_records(
             }
         if "port" in cond:
             record["port_seconds"] = timings.get(cond["port"])
+            record["cost"] = port_cost(store, cond["port"])
+        elif "train" in cond:
+            record["cost"] = train_cost(store, cond["train"])
         store.write_record(name, record)
+
+
+def port_cost(store: Store, key: str) -> dict[str, Any] | None:
+    """The cost a port recorded in its provenance (None when the port is missing)."""
+    from loraport.adapters import load_adapter
+
+    if not store.has("port", key):
+        return None
+    return load_adapter(store.adapter(key)).provenance.get("cost")
+
+
+def train_cost(store: Store, key: str) -> dict[str, Any] | None:
+    """A trained adapter's cost from its training log: labels seen, steps, wall time."""
+    from loraport.train import LOG_NAME
+
+    path = store.adapter(key) / LOG_NAME
+    if not path.is_file():
+        return None
+    log = json.loads(path.read_text())
+    return {
+        "seconds": log["seconds"],
+        "steps": log["steps"],
+        "generated_tokens": 0,
+        "data": "labels",
+        "examples": log["recipe"]["examples"],
+    }

@@ -19,6 +19,7 @@ Keys (unknown keys are rejected with the closest valid one):
     eval: {n: 300, seed: 0}
     scorers: {sci_which: loglik_choice}   # optional: the scorer the metrics use per task
     usable_threshold: 0.03           # oracle − base below this: the row is excluded from aggregates
+    controls: {shuffled: true, random: global_ridge}   # see Controls
 """
 
 from __future__ import annotations
@@ -45,6 +46,21 @@ class EvalSpec(BaseModel):
     seed: int = 0
 
 
+class Controls(BaseModel):
+    """Controls planned next to the methods (the mean of anchors is a method: list `mean`).
+
+    shuffled: every method variant also ports another held-out task's X adapter (the next one in
+      `heldout`), at the largest N of each pool; a method that does no better than its shuffled
+      input does not use the input.
+    random: a variant name (e.g. global_ridge) whose every port gets a random-direction twin with
+      the same per-module Frobenius norms.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    shuffled: bool = False
+    random: str | None = None
+
+
 class Study(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -63,6 +79,7 @@ class Study(BaseModel):
         default_factory=dict, description="task -> scorer the metrics use (default: the task's primary)"
     )
     usable_threshold: float = Field(0.03, ge=0, le=1)
+    controls: Controls = Field(default_factory=Controls)
 
     @field_validator("n_anchors", "seeds")
     @classmethod
@@ -117,11 +134,18 @@ class Study(BaseModel):
                     raise ValueError(f"method {method!r} takes no option {key!r} (options: {valid})")
         from loraport.port import get_method
 
+        variants = []
         for method, options in self.method_variants():
             try:
                 get_method(method, **options)
             except LoraportError as e:
                 raise ValueError(str(e)) from None
+            variants.append(variant_name(method, options))
+        if self.controls.random is not None and self.controls.random not in variants:
+            raise ValueError(
+                f"controls.random: {self.controls.random!r} is not a method variant of this study"
+                + (closest(self.controls.random, variants) or f" (variants: {', '.join(variants)})")
+            )
         return self
 
     def method_variants(self) -> list[tuple[str, dict[str, Any]]]:
@@ -133,6 +157,11 @@ class Study(BaseModel):
             for combo in itertools.product(*grids):
                 out.append((method, dict(zip(keys, combo, strict=True))))
         return out
+
+
+def variant_name(method: str, options: dict[str, Any]) -> str:
+    """How a method with one value per option is named in records and reports: method[k=v]..."""
+    return method + "".join(f"[{k}={v}]" for k, v in sorted(options.items()))
 
 
 def load_study(path: str | Path) -> Study:
@@ -152,7 +181,7 @@ def load_study(path: str | Path) -> Study:
         field = ".".join(loc) or "study"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden" and loc:
-            parent = {"recipe": Recipe, "eval": EvalSpec}.get(loc[0])
+            parent = {"recipe": Recipe, "eval": EvalSpec, "controls": Controls}.get(loc[0])
             valid = list(parent.model_fields) if parent else []
             msg = f"unknown field {loc[-1]!r}{closest(loc[-1], valid)}"
         raise StudyError(f"{path}, line {_line(data, loc)}: {field}: {msg}") from None

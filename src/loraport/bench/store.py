@@ -2,6 +2,7 @@
 
     RUN_DIR/cache/adapters/<key>/     trained and ported PEFT adapters
     RUN_DIR/cache/evals/<key>.jsonl   per-item evaluation records (loraport.evaluate.EvalResult)
+    RUN_DIR/cache/teach/<key>.jsonl   teacher answers to unlabeled prompts (loraport.port.teacher)
     RUN_DIR/records/<name>.json       one record per study cell (what the report reads)
 
 The cache may live elsewhere (`cache=`, `loraport bench --cache DIR`), so studies share it: keys
@@ -41,9 +42,14 @@ class Store:
     def eval(self, key: str) -> Path:
         return self.cache / "evals" / f"{key}.jsonl"
 
+    def teach(self, key: str) -> Path:
+        return self.cache / "teach" / f"{key}.jsonl"
+
     def has(self, kind: str, key: str) -> bool:
         if kind == "eval":
             return self.eval(key).is_file()
+        if kind == "teach":
+            return self.teach(key).is_file()
         return (self.adapter(key) / "adapter_config.json").is_file()
 
     def record(self, name: str) -> Path:
@@ -61,7 +67,7 @@ class Store:
     def sweep(self) -> int:
         """Remove temporary leftovers of killed writes (hidden `.name.*.tmp` siblings)."""
         n = 0
-        for sub in (self.cache / "adapters", self.cache / "evals", self.records):
+        for sub in (self.cache / "adapters", self.cache / "evals", self.cache / "teach", self.records):
             if sub.is_dir():
                 for p in sub.iterdir():
                     if p.name.startswith(".") and p.name.endswith(".tmp"):

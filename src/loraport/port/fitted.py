@@ -179,7 +179,7 @@ def fit_map(
     """Fit `method` on the anchor pairs. Configs are transformers configs of the two bases."""
     t0 = time.perf_counter()
     m = method if isinstance(method, PortMethod) else get_method(method, **(options or {}))
-    if m.scope == "none":
+    if m.scope in ("none", "behaviour"):
         raise MethodError(
             f"method {m.name!r} needs no anchors and is not fitted; use it with `port` directly"
         )
@@ -245,20 +245,27 @@ def _check_anchor(path: str, sha: str) -> Adapter:
     return ad
 
 
-def apply_map(
+@dataclass
+class PortInputs:
+    """What a fitted map computes for one input adapter before anything is written: the anchors
+    loaded on both sides, the weights over the target anchors per target tensor key, and the Top-K
+    selection (None: all anchors)."""
+
+    x: Adapter
+    ys: list[Adapter]
+    target_side: Side
+    weights: dict[str, torch.Tensor]
+    selected: torch.Tensor | None
+
+
+def port_weights(
     fmap: FittedMap,
     adapter: str | Path | Adapter,
-    out: str | Path,
     *,
-    force: bool = False,
     verify_anchors: bool = True,
     allow_pickle: bool = False,
-    provenance: dict[str, Any] | None = None,
-    base_model: str | None = None,
-) -> Path:
-    """Port one source adapter through a fitted map and write the PEFT folder for the target base
-    (recorded as `base_model`, by default the map's target base)."""
-    t0 = time.perf_counter()
+) -> PortInputs:
+    """The weights over the target anchors that `fmap` predicts for `adapter`, per target tensor."""
     x = adapter if isinstance(adapter, Adapter) else load_adapter(adapter, allow_pickle=allow_pickle)
     m = get_method(fmap.method, **fmap.options)
     if verify_anchors:
@@ -279,19 +286,40 @@ def apply_map(
     k_glob, kxx_glob = sum(kin.values()), sum(kxx.values())
     sel = m.select(fmap.state[GLOBAL]["Kx"], k_glob, kxx_glob)
     w_glob = m.weights(fmap.state[GLOBAL], k_glob, sel) if m.scope == "global" else None
-
-    parts: dict[str, list[LowRank]] = {}
-    for key, (module, _, _) in sy.keys.items():
+    weights = {}
+    for key in sy.keys:
         if w_glob is not None:
-            w = w_glob
+            weights[key] = w_glob
         else:
             src = fmap.pairing[key]
-            w = m.weights(fmap.state[key], kin[src] if src else k_glob, sel)
-        anchors = [sy.lowrank(a, key) for a in ys]
-        parts.setdefault(module, []).append(fmap.span[key].combine(anchors, w, fmap.rank))
-    modules = {
+            weights[key] = m.weights(fmap.state[key], kin[src] if src else k_glob, sel)
+    return PortInputs(x, ys, sy, weights, sel)
+
+
+def combine_port(fmap: FittedMap, inputs: PortInputs, weights: dict[str, torch.Tensor]) -> dict[str, LowRank]:
+    """Σ_j w_j ΔW_Y,j per target module at the map's rank (fused modules: parts stacked by rows)."""
+    sy = inputs.target_side
+    parts: dict[str, list[LowRank]] = {}
+    for key, (module, _, _) in sy.keys.items():
+        anchors = [sy.lowrank(a, key) for a in inputs.ys]
+        parts.setdefault(module, []).append(fmap.span[key].combine(anchors, weights[key], fmap.rank))
+    return {
         name: ps[0] if len(ps) == 1 else refactor(stack_rows(ps), fmap.rank) for name, ps in parts.items()
     }
+
+
+def save_port(
+    fmap: FittedMap,
+    inputs: PortInputs,
+    modules: dict[str, LowRank],
+    out: str | Path,
+    provenance: dict[str, Any],
+    *,
+    force: bool = False,
+    base_model: str | None = None,
+) -> Path:
+    """Write a port of `fmap`'s target base with the map's provenance plus `provenance`."""
+    x, sel = inputs.x, inputs.selected
     prov = {
         "method": fmap.method,
         "options": fmap.options,
@@ -302,9 +330,8 @@ def apply_map(
         "input_adapter": str(x.path),
         "input_sha256": sha256_file(x.weights_file),
         "seed": fmap.seed,
-        "port_seconds": round(time.perf_counter() - t0, 4),
         **({"topk_selected": [fmap.anchors[i].task for i in sel.tolist()]} if sel is not None else {}),
-        **(provenance or {}),
+        **provenance,
     }
     return save_adapter(
         out,
@@ -312,11 +339,38 @@ def apply_map(
         rank=fmap.rank,
         alpha=fmap.alpha,
         use_rslora=fmap.use_rslora,
-        base_model=fmap.target_base,
-        num_layers=ay.num_layers,
+        base_model=base_model or fmap.target_base,
+        num_layers=arch_for(fmap.target_config).num_layers,
         provenance=prov,
         force=force,
     )
+
+
+def apply_map(
+    fmap: FittedMap,
+    adapter: str | Path | Adapter,
+    out: str | Path,
+    *,
+    force: bool = False,
+    verify_anchors: bool = True,
+    allow_pickle: bool = False,
+    provenance: dict[str, Any] | None = None,
+    base_model: str | None = None,
+) -> Path:
+    """Port one source adapter through a fitted map and write the PEFT folder for the target base
+    (recorded as `base_model`, by default the map's target base)."""
+    t0 = time.perf_counter()
+    inputs = port_weights(fmap, adapter, verify_anchors=verify_anchors, allow_pickle=allow_pickle)
+    modules = combine_port(fmap, inputs, inputs.weights)
+    seconds = round(time.perf_counter() - t0, 4)
+    cost = {
+        "seconds": round(seconds + fmap.fit_seconds, 4),
+        "steps": 0,
+        "generated_tokens": 0,
+        "data": "anchors",
+    }
+    extra = {"port_seconds": seconds, "cost": cost, **(provenance or {})}
+    return save_port(fmap, inputs, modules, out, extra, force=force, base_model=base_model)
 
 
 def copy_port(

@@ -12,6 +12,14 @@
 | pertensor_mlp         | the same coordinates through a small MLP, per tensor        | per tensor |
 | copy                  | identity, when source and target shapes are identical       | —          |
 
+Behaviour methods (scope "behaviour") are not fitted on anchor Grams; each has its own entry point:
+
+| method   | needs                                   | entry point                    |
+|----------|-----------------------------------------|--------------------------------|
+| align    | nothing: the two bases and generic text | port.align.align_port          |
+| spanfit  | anchors + unlabeled prompts of the task | port.spanfit.spanfit_port      |
+| distill  | unlabeled prompts of the task (+ init)  | port.distill.distill_port      |
+
 A tensor is a logical projection "layer.role" (fused qkv/gate_up are split by rows); a target tensor
 at layer l pairs with the source tensor of the same role at the layer given by the layer map.
 """
@@ -21,7 +29,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from loraport.errors import MethodError, closest
 from loraport.port import numerics as nx
@@ -34,8 +42,9 @@ class NoOptions(BaseModel):
 
 class PortMethod:
     name: ClassVar[str]
-    scope: ClassVar[Literal["global", "pertensor", "none"]] = "global"
+    scope: ClassVar[Literal["global", "pertensor", "none", "behaviour"]] = "global"
     needs: ClassVar[str] = "anchors"
+    data: ClassVar[str] = "anchors"  # what it sees, for cost accounting
     summary: ClassVar[str] = ""
     Options: ClassVar[type[BaseModel]] = NoOptions
 
@@ -288,4 +297,70 @@ class Copy(PortMethod):
     name = "copy"
     scope = "none"
     needs = "nothing (source and target must have identical module shapes)"
+    data = "none"
     summary = "the input adapter unchanged, for bases with identical shapes"
+
+
+class AlignOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    texts: int = Field(256, ge=8)  # generic-text lines both bases read
+    ridge: float = Field(1e-4, gt=0)  # relative ridge of the least-squares hidden-space maps
+
+
+@_register
+class Align(PortMethod):
+    name = "align"
+    scope = "behaviour"
+    needs = "nothing: the two bases and generic text"
+    data = "generic text"
+    summary = "CKA layer map + least-squares hidden-space maps on paired states; ΔW transformed per module"
+    Options = AlignOptions
+
+
+class PromptOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prompts: int = Field(512, ge=1)  # unlabeled prompts of the task (train split; never eval items)
+    prompt_seed: int = 1
+    max_new_tokens: int = Field(64, ge=1)  # teacher answer budget
+
+
+class SpanfitOptions(PromptOptions):
+    steps: int = Field(40, ge=0)
+    lr: float = Field(0.05, gt=0)
+
+
+@_register
+class Spanfit(PortMethod):
+    name = "spanfit"
+    scope = "behaviour"
+    needs = "anchors + unlabeled prompts of the task"
+    data = "anchors + unlabeled prompts"
+    summary = "global_ridge's anchor weights, refitted so Y + port imitates X + X adapter's answers"
+    Options = SpanfitOptions
+
+
+class DistillOptions(PromptOptions):
+    init: str = "zero"  # zero, or a method whose port starts training (align, global_ridge, spanfit, ...)
+    steps: int = Field(60, ge=1)
+    seconds: float | None = Field(None, gt=0)
+    lr: float = Field(5e-3, gt=0)
+
+
+@_register
+class Distill(PortMethod):
+    name = "distill"
+    scope = "behaviour"
+    needs = "unlabeled prompts of the task (plus what its init needs)"
+    data = "unlabeled prompts"
+    summary = "a Y LoRA trained on X + X adapter's answers, from another port or zero, within a budget"
+    Options = DistillOptions
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        init = self.opts.init
+        choices = ["zero", *(n for n in METHODS.names() if n != "distill")]
+        if init not in choices:
+            raise MethodError(
+                f"method 'distill': option init={init!r} is not zero or another port method"
+                + (closest(init, choices) or f" (one of: {', '.join(choices)})")
+            )

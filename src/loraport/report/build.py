@@ -11,7 +11,15 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from loraport.bench.metrics import aggregate, parse_failures, task_rows
+from loraport.bench.metrics import (
+    aggregate,
+    control_rows,
+    costs,
+    is_control,
+    parse_failures,
+    task_rows,
+    teacher_ceiling,
+)
 from loraport.io import atomic_file
 
 DEGENERATE = -0.25
@@ -34,14 +42,22 @@ def build_report(run_dir: str | Path) -> dict[str, Any]:
     study = meta["study"]
     threshold = study["usable_threshold"]
     tasks = task_rows(records, threshold)
-    agg = aggregate(records, threshold)
+    full = aggregate(records, threshold)
+    agg = [r for r in full if not is_control(r["variant"])]
     usable = [t for t, r in tasks.items() if r["usable"]]
     summary = _summary(meta, tasks, agg, usable, records)
+    summary["controls"] = control_rows(full)
+    summary["control_aggregates"] = [
+        {k: v for k, v in r.items() if k != "per_task"} for r in full if is_control(r["variant"])
+    ]
+    summary["teacher_ceiling"] = teacher_ceiling(tasks)
+    summary["costs"] = costs(records)
     with atomic_file(run_dir / "summary.json") as fh:
         json.dump(summary, fh, indent=1, sort_keys=True)
-    from loraport.report.figures import write_figures
+    from loraport.report.figures import write_cost_figure, write_figures
 
     write_figures(run_dir / "figures", agg, tasks)
+    write_cost_figure(run_dir / "figures", agg, summary["costs"])
     with atomic_file(run_dir / "report.md") as fh:
         fh.write(_markdown(meta, tasks, agg, usable, records, summary))
     return summary
@@ -245,6 +261,7 @@ def _markdown(meta, tasks, agg, usable, records, summary) -> str:
             "Anchor selections (pool, seed: anchors): "
             + "; ".join(f"{p}, s{s}: {', '.join(a)}" for p, s, a in sel),
         ]
+    L += _ladder(agg, summary, study, n_top)
     L += ["", "## Per-task winners", "", "| task | best method (N, pool) | gap_recovered |", "|---|---|---|"]
     for t in usable:
         cands = [(r["per_task"][t]["gap_recovered"], r) for r in agg if t in r["per_task"]]
@@ -270,6 +287,12 @@ def _markdown(meta, tasks, agg, usable, records, summary) -> str:
             fm.append(
                 f"- One seed only: {r['variant']} (N={r['n_anchors']}, {r['pool']}); its std is undefined."
             )
+    for c in summary["controls"]:
+        if not c["beats_control"]:
+            fm.append(
+                f"- Does not beat its {c['control']} control: {c['of']} (N={c['n_anchors']}, {c['pool']}): "
+                f"{c['method_gap']:+.3f} vs {c['control_gap']:+.3f} on {len(c['tasks'])} tasks."
+            )
     for name in summary["missing_cells"]:
         rec = next(r for r in records if r["name"] == name)
         fm.append(f"- Missing cell: {name} ({rec['missing']}).")
@@ -289,5 +312,73 @@ def _markdown(meta, tasks, agg, usable, records, summary) -> str:
         f"loraport {meta['loraport_version']}, Python {meta['python']}, executor {meta['executor']}, {meta['seconds']} s wall; cells {meta['cells']}, computed this run {meta['computed']}. Recipe: `{json.dumps(study['recipe'])}`.",
         "",
     ]
-    L += ["Figures: `figures/gap_vs_n.png`, `figures/k_sweep.png`, `figures/per_task.png`.", ""]
+    L += [
+        "Figures: `figures/gap_vs_n.png`, `figures/k_sweep.png`, `figures/per_task.png`, `figures/cost_quality.png`.",
+        "",
+    ]
     return "\n".join(L)
+
+
+def _ladder(agg, summary, study, n_top) -> list[str]:
+    """What each method needs and costs next to what it recovers; then the controls."""
+    cost = summary["costs"]
+    ref = cost["oracle"]
+    by = {(c["variant"], c["pool"], c["n_anchors"]): c for c in cost["methods"]}
+    L = [
+        "",
+        f"## What each method needs and costs (N={n_top}, pool `all`)",
+        "",
+        "Cost per port, mean over its cells: wall seconds on this machine (including the teacher's "
+        "generation and any init port it starts from), optimiser steps, generated tokens. "
+        + (
+            f"Reference: training an oracle took {ref['seconds']:.1f} s and {ref['steps']:.0f} steps on labels (mean over tasks)."
+            if ref
+            else "No oracle training cost was recorded."
+        ),
+        "",
+        "| method | data it saw | gap_recovered | 95% CI | seconds | × oracle time | steps | generated tokens |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    rows = [r for r in agg if r["pool"] == "all" and r["n_anchors"] == n_top]
+    for r in sorted(rows, key=lambda r: -(r["gap_recovered"] or -9)):
+        c = by.get((r["variant"], "all", n_top))
+        ci = r["ci95"]
+        L.append(
+            f"| {r['variant']} | {', '.join(c['data']) if c else '—'} | {_pm(r)} | "
+            f"{'—' if not ci else f'{ci[0]:.3f} … {ci[1]:.3f}'} | "
+            + (
+                f"{c['seconds']:.1f} | {_fmt(c['relative_seconds'], 2)} | {c['steps']:.0f} | {c['generated_tokens']:.0f} |"
+                if c
+                else "— | — | — | — |"
+            )
+        )
+    ceiling = summary["teacher_ceiling"]
+    L += [
+        "",
+        "## Controls",
+        "",
+        "Teacher ceiling (X + X adapter's own accuracy, as gap_recovered on the usable tasks): "
+        + (f"**{ceiling['gap_recovered']:.3f}**." if ceiling else "—."),
+        "A label-free method learns from the teacher's answers, so this is roughly what it can reach.",
+        "",
+    ]
+    if summary["controls"]:
+        L += [
+            "| method | control | N | method gap | control gap | beats it |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in summary["controls"]:
+            if c["pool"] != "all":
+                continue
+            L.append(
+                f"| {c['of']} | {c['control']} | {c['n_anchors']} | {c['method_gap']:+.3f} | "
+                f"{c['control_gap']:+.3f} | {'yes' if c['beats_control'] else '**no**'} |"
+            )
+        L += [
+            "",
+            "shuffled: the method ported another held-out task's X adapter (the next task in the study's list); "
+            "random: a random direction with the same per-module norms as the method's port.",
+        ]
+    else:
+        L.append("No controls were planned (study field `controls`).")
+    return L

@@ -66,3 +66,34 @@ def write_figures(folder: Path, agg: list[dict[str, Any]], tasks: dict[str, dict
     fig.tight_layout()
     fig.savefig(folder / "per_task.png", dpi=110)
     plt.close(fig)
+
+
+def write_cost_figure(folder: Path, agg: list[dict[str, Any]], cost: dict[str, Any]) -> None:
+    """gap_recovered against compute relative to training the oracle (log scale), largest N."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    by = {(c["variant"], c["pool"], c["n_anchors"]): c for c in cost["methods"]}
+    rows = [r for r in agg if r["pool"] == "all" and r["gap_recovered"] is not None]
+    n_top = max((r["n_anchors"] for r in rows), default=0)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in rows:
+        c = by.get((r["variant"], "all", n_top))
+        if r["n_anchors"] != n_top or not c or not c["relative_seconds"]:
+            continue
+        ax.scatter(c["relative_seconds"], r["gap_recovered"])
+        ax.annotate(r["variant"], (c["relative_seconds"], r["gap_recovered"]), fontsize=6)
+    ax.set_xscale("log")
+    ax.axhline(0, color="gray", lw=0.8)
+    ax.axvline(1, color="gray", lw=0.8, ls="--")
+    ax.set(
+        xlabel="port wall time / oracle training time",
+        ylabel="gap recovered",
+        title=f"cost vs quality (N={n_top})",
+    )
+    fig.tight_layout()
+    fig.savefig(folder / "cost_quality.png", dpi=110)
+    plt.close(fig)

@@ -76,9 +76,16 @@ def train_on_items(
     what: str = "training",
     progress: bool = True,
     init: dict[str, LowRank] | None = None,
+    steps: int | None = None,
+    seconds: float | None = None,
 ) -> Trained:
     """Wrap `model` with a fresh LoRA (or one starting from `init`), train it, unwrap it again.
-    The base model's own weights are left untouched."""
+    The base model's own weights are left untouched.
+
+    A compute budget replaces the recipe's epochs: `steps` optimiser steps (the learning-rate
+    schedule spans them; items are revisited in fresh seeded orders as needed), and/or a wall-clock
+    cap of `seconds`, after which training stops at the end of the current step (the schedule is
+    then cut short). `Trained.steps` is the number of steps actually taken."""
     from peft import LoraConfig, get_peft_model
 
     examples = encode_examples(tokenizer, items, recipe.max_length, what)
@@ -97,9 +104,11 @@ def train_on_items(
     if init is not None:
         load_factors(peft_model, init)
     spe = -(-len(examples) // recipe.batch)
-    steps = spe * recipe.epochs
+    planned = steps if steps is not None else spe * recipe.epochs
+    if planned < 1:
+        raise TaskError(f"{what}: a budget of {planned} steps trains nothing")
     orders = [
-        np.random.default_rng([recipe.seed, e]).permutation(len(examples)) for e in range(recipe.epochs)
+        np.random.default_rng([recipe.seed, e]).permutation(len(examples)) for e in range(-(-planned // spe))
     ]
 
     def batches(step: int) -> dict[str, torch.Tensor]:
@@ -108,30 +117,42 @@ def train_on_items(
         return collate([examples[i] for i in idx], pad)
 
     snapshots: list[dict[str, LowRank]] = []
+    losses: list[float] = []
+    start = time.perf_counter()
 
     def on_step(step: int, loss: float) -> None:
+        losses.append(loss)
         if (step + 1) % spe == 0:
             snapshots.append(lora_factors(peft_model))
+        if seconds is not None and time.perf_counter() - start >= seconds and step + 1 < planned:
+            raise _OutOfTime
 
-    start = time.perf_counter()
     try:
-        losses = run_steps(
+        run_steps(
             peft_model,
             peft_model.parameters(),
             batches,
-            steps=steps,
+            steps=planned,
             lr=recipe.lr,
-            warmup=int(recipe.warmup * steps),
+            warmup=int(recipe.warmup * planned),
             clip=recipe.clip,
             weight_decay=recipe.weight_decay,
             desc=what,
             progress=progress,
             on_step=on_step,
         )
+    except _OutOfTime:
+        peft_model.eval()
+    try:
+        final = lora_factors(peft_model)
     finally:
-        seconds = time.perf_counter() - start
+        elapsed = time.perf_counter() - start
         peft_model.unload()  # removes the LoRA layers; `model` is the plain base again
-    return Trained(snapshots[-1], snapshots, losses, seconds, steps)
+    return Trained(final, snapshots, losses, elapsed, len(losses))
+
+
+class _OutOfTime(Exception):
+    """Raised from the step callback when a wall-clock budget is spent."""
 
 
 def load_factors(peft_model: torch.nn.Module, factors: dict[str, LowRank]) -> None:

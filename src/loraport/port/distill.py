@@ -1,0 +1,158 @@
+"""`distill`: train a target LoRA on the teacher's answers (label-free, sequence level).
+
+Needs unlabeled prompts of the task. X + X adapter answers them (port.teacher); a LoRA on Y is then
+trained to write those answers, starting from another port (`init`: an adapter folder, e.g. the
+global_ridge, align or spanfit port) or from a fresh LoRA (`init=None`, "zero": B = 0), within a
+compute budget of optimiser steps and/or seconds. No reference answer is ever read; the prompts
+must not repeat eval items (port.prompts.check_disjoint_prompts).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from loraport.adapters import load_adapter, save_adapter
+from loraport.errors import MethodError
+from loraport.port.spanfit import encodable_items
+from loraport.port.teacher import Answers
+
+
+def distill_port(
+    target: str,
+    answers: Answers,
+    out: str | Path,
+    *,
+    init: str | Path | None = None,
+    steps: int = 60,
+    seconds: float | None = None,
+    lr: float = 5e-3,
+    batch: int = 32,
+    rank: int = 16,
+    alpha: float = 32.0,
+    seed: int = 0,
+    force: bool = False,
+    provenance: dict[str, Any] | None = None,
+) -> Path:
+    """Train Y's LoRA on `answers` from `init` for `steps` steps (or until `seconds`) and write it.
+    With an init adapter, its rank and alpha are kept (rank/alpha apply to a zero init)."""
+    from loraport.models import load_model
+    from loraport.train import Recipe
+    from loraport.train.lora import train_on_items
+
+    t0 = time.perf_counter()
+    factors, init_prov = None, None
+    if init is not None:
+        ad = load_adapter(init)
+        ranks = set(ad.ranks.values())
+        if len(ranks) != 1:
+            raise MethodError(f"{init}: distill needs an init adapter with one rank, it has {sorted(ranks)}")
+        rank, alpha = ranks.pop(), float(ad.config["lora_alpha"])
+        factors = {m: ad.lowrank(m) for m in ad.modules}
+        init_prov = {
+            "path": str(ad.path),
+            "method": ad.provenance.get("method"),
+            "cost": ad.provenance.get("cost"),
+        }
+    model, tokenizer, ref = load_model(target)
+    if tokenizer is None:
+        raise MethodError(f"target base {target}: has no tokenizer, so it cannot learn from text")
+    items = encodable_items(tokenizer, answers)
+    if not items:  # nothing to imitate (every answer empty or not encodable): the init, unchanged
+        return _unchanged(model, ref, factors, rank, alpha, answers, init_prov, out, force, provenance)
+    recipe = Recipe(
+        rank=rank,
+        alpha=alpha,
+        lr=lr,
+        batch=batch,
+        seed=seed,
+        examples=len(items),
+        epochs=1,
+        target_modules=tuple(sorted({m.rsplit(".", 1)[-1] for m in factors})) if factors else None,
+    )
+    trained = train_on_items(
+        model,
+        tokenizer,
+        items,
+        recipe,
+        what="distill",
+        progress=False,
+        init=factors,
+        steps=steps,
+        seconds=seconds,
+    )
+    own = time.perf_counter() - t0
+    init_cost = (init_prov or {}).get("cost") or {}
+    init_seconds = float(init_cost.get("seconds", 0.0))
+    init_data = init_cost.get("data", "none")
+    cost = {
+        "seconds": round(own + answers.seconds + init_seconds, 3),
+        "steps": trained.steps,
+        "generated_tokens": answers.generated_tokens,
+        "data": "unlabeled prompts" + (f" + {init_data}" if init_data not in ("none", "") else ""),
+        "prompts": len(answers.prompts),
+        "teacher_seconds": answers.seconds,
+        "train_seconds": round(trained.seconds, 3),
+        "init_seconds": init_seconds,
+    }
+    prov = {
+        "method": "distill",
+        "options": {"steps": steps, "seconds": seconds, "lr": lr, "batch": batch, "seed": seed},
+        "init": init_prov or "zero",
+        "target_base": target,
+        "teacher": answers.provenance,
+        "items_used": len(items),
+        "final_loss": round(trained.losses[-1], 5),
+        "cost": cost,
+        **(provenance or {}),
+    }
+    return save_adapter(
+        out,
+        trained.modules,
+        rank=rank,
+        alpha=alpha,
+        base_model=ref.name or str(ref.path),
+        num_layers=model.config.num_hidden_layers,
+        provenance=prov,
+        force=force,
+    )
+
+
+def _unchanged(model, ref, factors, rank, alpha, answers, init_prov, out, force, provenance) -> Path:
+    import torch
+
+    from loraport.adapters import LowRank
+    from loraport.arch import arch_for
+
+    if factors is None:  # a zero LoRA: ΔW = 0 on every projection the recipe would train
+        factors = {
+            m.name: LowRank(torch.zeros(m.shape[0], rank), torch.zeros(rank, m.shape[1]))
+            for m in arch_for(model.config).modules()
+        }
+    cost = {
+        "seconds": answers.seconds,
+        "steps": 0,
+        "generated_tokens": answers.generated_tokens,
+        "data": "unlabeled prompts",
+        "prompts": len(answers.prompts),
+        "teacher_seconds": answers.seconds,
+    }
+    prov = {
+        "method": "distill",
+        "init": init_prov or "zero",
+        "items_used": 0,
+        "note": "no usable teacher answers: the init is returned unchanged",
+        "cost": cost,
+        **(provenance or {}),
+    }
+    return save_adapter(
+        out,
+        factors,
+        rank=rank,
+        alpha=alpha,
+        base_model=ref.name or str(ref.path),
+        num_layers=model.config.num_hidden_layers,
+        provenance=prov,
+        force=force,
+    )

@@ -1,0 +1,185 @@
+"""`spanfit`: a port in the span of the target anchors whose weights are fitted on behaviour.
+
+Needs anchors and unlabeled prompts of the task. global_ridge predicts weights w₀ over the N target
+anchors from the source adapter (weight space); spanfit then moves w so that Y + Σ_j w_j ΔW_Y,j
+imitates the teacher (X + X adapter): it minimises the per-token negative log-likelihood, under the
+target, of the teacher's answers to the prompts. Only N numbers are fitted, so a few hundred prompts
+and a few dozen steps suffice, and the result stays a combination of adapters trained on Y.
+
+The fitted objective is evaluated on every prompt at w₀ and at the end; if the end is not better,
+w₀ is kept, so spanfit never does worse on its own objective than its ridge start.
+
+The forward pass adds Σ_j w_j B_j A_j x through hooks on the target's projections (the anchors'
+factors concatenated, rank N·r), so nothing as large as a dense ΔW is formed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from loraport.adapters import LowRank
+from loraport.errors import MethodError
+from loraport.port.anchors import AnchorsSpec
+from loraport.port.fitted import FittedMap, PortInputs, combine_port, fit_map, port_weights, save_port
+from loraport.port.teacher import Answers
+
+
+def encodable_items(tokenizer, answers: Answers) -> list:
+    """Teacher items the target's tokenizer represents exactly (a byte-level teacher may write
+    text another tokenizer cannot round-trip); empty answers are dropped too."""
+    items = answers.items()
+    if not items:
+        return []
+    texts = [it.prompt + it.answer for it in items]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    unk = tokenizer.unk_token_id
+    keep = []
+    for it, text, seq in zip(items, texts, ids, strict=True):
+        back = tokenizer.decode(seq, clean_up_tokenization_spaces=False)
+        if (unk is None or unk not in seq) and " ".join(back.split()) == " ".join(text.split()):
+            keep.append(it)
+    return keep
+
+
+class SpanHooks:
+    """Adds Σ_j w_j ΔW_j x to the output of each hooked projection, with `w` a trainable vector."""
+
+    def __init__(self, model: torch.nn.Module, anchors: dict[str, list[LowRank]], w0: torch.Tensor) -> None:
+        self.w = torch.nn.Parameter(w0.float().clone())
+        named = dict(model.named_modules())
+        self.handles = []
+        for name, parts in anchors.items():
+            A = torch.cat([p.A for p in parts], dim=0).float()  # (N·r, in)
+            B = torch.cat([p.B for p in parts], dim=1).float()  # (out, N·r)
+            ranks = torch.tensor([p.rank for p in parts])
+            self.handles.append(named[name].register_forward_hook(self._hook(A, B, ranks)))
+
+    def _hook(self, A: torch.Tensor, B: torch.Tensor, ranks: torch.Tensor):
+        def hook(module, args, output):
+            scale = torch.repeat_interleave(self.w, ranks, output_size=A.shape[0])
+            return output + ((args[0] @ A.T) * scale) @ B.T
+
+        return hook
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def _objective(model, batches: list[dict[str, torch.Tensor]]) -> float:
+    """Per-token NLL over all batches (each batch's mean loss weighted by its answer tokens)."""
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for b in batches:
+            n = int((b["labels"][:, 1:] != -100).sum())
+            total += float(model(**b).loss) * n
+            count += n
+    return total / max(count, 1)
+
+
+def fit_span_weights(
+    model,
+    tokenizer,
+    items: list,
+    anchors: dict[str, list[LowRank]],
+    w0: torch.Tensor,
+    *,
+    steps: int = 40,
+    lr: float = 0.05,
+    batch: int = 32,
+    seed: int = 0,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Minimise the teacher-answer NLL over w starting at w0; returns (w, fit record)."""
+    from loraport.train.data import collate, encode_examples
+
+    if not items:  # nothing to imitate: the objective is undefined, keep the start
+        return w0.double().clone(), {"kept": "ridge start (no usable teacher answers)", "items": 0}
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    examples = encode_examples(tokenizer, items, 256, "spanfit teacher answers")
+    fixed = [collate(examples[i : i + batch], pad) for i in range(0, len(examples), batch)]
+    hooks = SpanHooks(model, anchors, w0)
+    model.eval()
+    try:
+        start_loss = _objective(model, fixed)
+        opt = torch.optim.Adam([hooks.w], lr=lr)
+        rng = np.random.default_rng(seed)
+        for _ in range(steps):
+            idx = rng.choice(len(examples), size=min(batch, len(examples)), replace=False)
+            loss = model(**collate([examples[i] for i in idx], pad)).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        end_loss = _objective(model, fixed)
+        w = hooks.w.detach().double().clone()
+    finally:
+        hooks.remove()
+    kept = end_loss <= start_loss
+    record = {
+        "objective": "teacher-answer NLL per token",
+        "start_loss": round(start_loss, 6),
+        "end_loss": round(end_loss, 6),
+        "kept": "fitted" if kept else "ridge start (fitting did not lower the objective)",
+        "w_start": [round(float(v), 6) for v in w0],
+        "w_end": [round(float(v), 6) for v in w],
+        "items": len(items),
+    }
+    return (w if kept else w0.double().clone()), record
+
+
+def spanfit_port(
+    spec: AnchorsSpec,
+    source_config: Any,
+    target_config: Any,
+    adapter: str | Path,
+    answers: Answers,
+    out: str | Path,
+    *,
+    steps: int = 40,
+    lr: float = 0.05,
+    batch: int = 32,
+    seed: int = 0,
+    force: bool = False,
+    provenance: dict[str, Any] | None = None,
+    fmap: FittedMap | None = None,
+) -> Path:
+    """Fit global_ridge on the anchors (or take `fmap`, a fitted global_ridge map), then fit the
+    weights on the teacher's answers, and write the port."""
+    from loraport.models import load_model
+
+    t0 = time.perf_counter()
+    fmap = fmap or fit_map(spec, "global_ridge", source_config, target_config, seed=seed)
+    if fmap.method != "global_ridge":
+        raise MethodError(f"spanfit starts from a global_ridge map, not {fmap.method!r}")
+    inputs: PortInputs = port_weights(fmap, adapter, verify_anchors=False)
+    w0 = next(iter(inputs.weights.values()))
+    model, tokenizer, _ = load_model(fmap.target_base)
+    sy = inputs.target_side
+    anchors = {name: [y.lowrank(name) for y in inputs.ys] for name in sy.modules}
+    items = encodable_items(tokenizer, answers)
+    torch.manual_seed(seed)
+    w, record = fit_span_weights(
+        model, tokenizer, items, anchors, w0, steps=steps, lr=lr, batch=batch, seed=seed
+    )
+    modules = combine_port(fmap, inputs, {key: w for key in inputs.weights})
+    seconds = time.perf_counter() - t0
+    cost = {
+        "seconds": round(seconds + answers.seconds, 3),
+        "steps": steps,
+        "generated_tokens": answers.generated_tokens,
+        "data": "anchors + unlabeled prompts",
+        "prompts": len(answers.prompts),
+        "teacher_seconds": answers.seconds,
+    }
+    prov = {
+        "method": "spanfit",
+        "options": {"steps": steps, "lr": lr, "batch": batch},
+        "spanfit": record,
+        "cost": cost,
+        **(provenance or {}),
+    }
+    return save_port(fmap, inputs, modules, out, prov, force=force)

@@ -1,0 +1,96 @@
+"""A mini study with the behaviour methods and the controls: every cell records its cost, the
+controls are planned and reported, and the report says what each method needs and costs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from loraport.bench import load_study, run_study
+from loraport.bench.spec import StudyError
+
+
+@pytest.fixture(scope="module")
+def behaviour_run(mini_zoo, tmp_path_factory):
+    spec = {
+        "name": "mini-behaviour",
+        "source": str(mini_zoo["x"]),
+        "target": str(mini_zoo["y"]),
+        "anchors": ["math_add", "math_sub", "sci_color"],
+        "heldout": ["math_sum_more", "sci_which"],
+        "methods": {
+            "mean": {},
+            "global_ridge": {},
+            "align": {"texts": 24},
+            "spanfit": {"prompts": 16, "steps": 2, "max_new_tokens": 6},
+            "distill": {"init": ["zero", "global_ridge"], "prompts": 16, "steps": 2, "max_new_tokens": 6},
+        },
+        "n_anchors": [2, 3],
+        "seeds": [0],
+        "recipe": {"rank": 2, "alpha": 4, "epochs": 1, "examples": 8, "batch": 8, "lr": 0.05},
+        "eval": {"n": 12},
+        "scorers": {"sci_which": "loglik_choice"},
+        "usable_threshold": 0.0,
+        "controls": {"shuffled": True, "random": "global_ridge"},
+    }
+    root = tmp_path_factory.mktemp("behaviour-study")
+    (root / "s.yaml").write_text(yaml.safe_dump(spec))
+    out = root / "run"
+    run_study(load_study(root / "s.yaml"), out, threads=1, progress=False, log=lambda s: None)
+    return out
+
+
+def test_every_cell_records_its_cost(behaviour_run):
+    recs = [json.loads(p.read_text()) for p in (behaviour_run / "records").glob("*.json")]
+    assert not [r["name"] for r in recs if "missing" in r]
+    for r in recs:
+        if r["condition"] == "base_y":
+            continue
+        cost = r["cost"]
+        assert cost is not None, r["name"]
+        assert {"seconds", "steps", "generated_tokens", "data"} <= set(cost), r["name"]
+    data = {r["variant"]: r["cost"]["data"] for r in recs if r["condition"] == "method"}
+    assert data["align"] == "generic text"
+    assert data["distill[init=zero]"] == "unlabeled prompts"
+    assert data["distill[init=global_ridge]"] == "unlabeled prompts + anchors"
+    assert data["spanfit"] == "anchors + unlabeled prompts"
+    assert {r["cost"]["data"] for r in recs if r["condition"] == "oracle_y"} == {"labels"}
+
+
+def test_controls_are_planned_and_reported(behaviour_run):
+    recs = [json.loads(p.read_text()) for p in (behaviour_run / "records").glob("*.json")]
+    shuffled = [r for r in recs if r.get("control") == "shuffled"]
+    assert {r["n_anchors"] for r in shuffled} == {3}  # the largest N only
+    assert {r["shuffled_from"] for r in shuffled if r["task"] == "math_sum_more"} == {"sci_which"}
+    assert {r["variant"] for r in recs if r.get("control") == "random"} == {"random:global_ridge"}
+    summary = json.loads((behaviour_run / "summary.json").read_text())
+    assert summary["teacher_ceiling"] is not None
+    assert {c["control"] for c in summary["controls"]} == {"shuffled", "random"}
+    assert all(not r["variant"].startswith(("shuffled:", "random:")) for r in summary["aggregates"])
+    assert summary["costs"]["oracle"]["steps"] == 1
+    report = (behaviour_run / "report.md").read_text()
+    assert "## What each method needs and costs" in report and "## Controls" in report
+    assert (behaviour_run / "figures" / "cost_quality.png").is_file()
+
+
+def test_bad_distill_init_and_random_control_fail_before_work(tmp_path):
+    base = {
+        "name": "b",
+        "source": "x",
+        "target": "y",
+        "anchors": ["math_add", "math_sub"],
+        "heldout": ["math_sum_more"],
+        "n_anchors": [2],
+    }
+    (tmp_path / "a.yaml").write_text(
+        yaml.safe_dump({**base, "methods": {"distill": {"init": "globl_ridge"}}})
+    )
+    with pytest.raises(StudyError, match="did you mean 'global_ridge'"):
+        load_study(tmp_path / "a.yaml")
+    (tmp_path / "b.yaml").write_text(
+        yaml.safe_dump({**base, "methods": {"mean": {}}, "controls": {"random": "global_ridge"}})
+    )
+    with pytest.raises(StudyError, match=r"controls\.random: .global_ridge. is not a method variant"):
+        load_study(tmp_path / "b.yaml")
