@@ -55,12 +55,23 @@ def distill_port(
             "method": ad.provenance.get("method"),
             "cost": ad.provenance.get("cost"),
         }
+    init_cost = (init_prov or {}).get("cost") or {}
+    init_seconds = float(init_cost.get("seconds", 0.0))
+    init_data = init_cost.get("data", "none")
+    data = "unlabeled prompts" + (f" + {init_data}" if init_data not in ("none", "") else "")
     model, tokenizer, ref = load_model(target)
     if tokenizer is None:
         raise MethodError(f"target base {target}: has no tokenizer, so it cannot learn from text")
     items = encodable_items(tokenizer, answers)
     if not items:  # nothing to imitate (every answer empty or not encodable): the init, unchanged
-        return _unchanged(model, ref, factors, rank, alpha, answers, init_prov, out, force, provenance)
+        cost = {
+            "seconds": round(time.perf_counter() - t0 + answers.seconds + init_seconds, 3),
+            "steps": 0,
+            "generated_tokens": answers.generated_tokens,
+            "data": data,
+            "prompts": len(answers.prompts),
+        }
+        return _unchanged(model, ref, factors, rank, alpha, cost, init_prov, out, force, provenance)
     recipe = Recipe(
         rank=rank,
         alpha=alpha,
@@ -83,14 +94,11 @@ def distill_port(
         seconds=seconds,
     )
     own = time.perf_counter() - t0
-    init_cost = (init_prov or {}).get("cost") or {}
-    init_seconds = float(init_cost.get("seconds", 0.0))
-    init_data = init_cost.get("data", "none")
     cost = {
         "seconds": round(own + answers.seconds + init_seconds, 3),
         "steps": trained.steps,
         "generated_tokens": answers.generated_tokens,
-        "data": "unlabeled prompts" + (f" + {init_data}" if init_data not in ("none", "") else ""),
+        "data": data,
         "prompts": len(answers.prompts),
         "teacher_seconds": answers.seconds,
         "train_seconds": round(trained.seconds, 3),
@@ -119,7 +127,7 @@ def distill_port(
     )
 
 
-def _unchanged(model, ref, factors, rank, alpha, answers, init_prov, out, force, provenance) -> Path:
+def _unchanged(model, ref, factors, rank, alpha, cost, init_prov, out, force, provenance) -> Path:
     import torch
 
     from loraport.adapters import LowRank
@@ -130,14 +138,6 @@ def _unchanged(model, ref, factors, rank, alpha, answers, init_prov, out, force,
             m.name: LowRank(torch.zeros(m.shape[0], rank), torch.zeros(rank, m.shape[1]))
             for m in arch_for(model.config).modules()
         }
-    cost = {
-        "seconds": answers.seconds,
-        "steps": 0,
-        "generated_tokens": answers.generated_tokens,
-        "data": "unlabeled prompts",
-        "prompts": len(answers.prompts),
-        "teacher_seconds": answers.seconds,
-    }
     prov = {
         "method": "distill",
         "init": init_prov or "zero",

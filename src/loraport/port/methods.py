@@ -304,7 +304,7 @@ class Copy(PortMethod):
 class AlignOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     texts: int = Field(256, ge=8)  # generic-text lines both bases read
-    ridge: float = Field(1e-4, gt=0)  # relative ridge of the least-squares hidden-space maps
+    ridge: float = Field(1.0, gt=0)  # relative ridge of the least-squares hidden-space maps
 
 
 @_register
