@@ -36,12 +36,19 @@ def fit(
     seed: int = 0,
     force: bool = False,
     allow_pickle: bool = False,
+    layers: str = "relative",
 ) -> FittedMap:
     check_output(out, force)
     m = get_method(method, **(options or {}))
     spec = load_anchors(anchors)
     fmap = fit_map(
-        spec, m, _config(spec.source_base), _config(spec.target_base), seed=seed, allow_pickle=allow_pickle
+        spec,
+        m,
+        _config(spec.source_base),
+        _config(spec.target_base),
+        seed=seed,
+        allow_pickle=allow_pickle,
+        layers=layers,
     )
     fmap.save(out, force=force)
     return fmap

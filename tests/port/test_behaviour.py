@@ -218,3 +218,12 @@ def test_random_control_keeps_norms(kit, tmp_path):
     for m in src.modules:
         assert out.lowrank(m).norm_sq() == pytest.approx(src.lowrank(m).norm_sq(), rel=1e-4)
     assert out.provenance["cost"]["data"] == "none"
+
+
+def test_anchor_methods_can_pair_layers_by_cka(kit):
+    from loraport.port.align import cached_alignment, target_layer_map
+
+    fmap = fit_map(kit["spec"], "pertensor_ridge", load_config(kit["x"]), load_config(kit["y"]), layers="cka")
+    lmap = fmap.layer_map
+    assert len(lmap) == 3 and lmap == sorted(lmap) and all(0 <= s < 4 for s in lmap)
+    assert lmap == target_layer_map(cached_alignment(kit["x"], kit["y"]))

@@ -17,6 +17,9 @@ def fit(
     k: int | None = typer.Option(None, "--k", help="Top-K: anchors used per input (topk_* methods)."),
     option: list[str] | None = typer.Option(None, "--option", help="Method option key=value (repeatable)."),
     seed: int = typer.Option(0, "--seed"),
+    layers: str = typer.Option(
+        "relative", "--layers", help="Layer pairing: relative (depth) or cka (both bases read generic text)."
+    ),
     force: bool = Force,
     allow_pickle: bool = AllowPickle,
 ) -> None:
@@ -29,6 +32,7 @@ def fit(
         out,
         options=method_options(k, option),
         seed=seed,
+        layers=layers,
         force=force,
         allow_pickle=allow_pickle,
     )

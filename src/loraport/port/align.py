@@ -416,7 +416,26 @@ def align_port(
 ) -> Path:
     """fit_alignment (memoised in-process on its arguments, since a study ports many adapters
     between the same two bases) + apply_alignment. The recorded cost counts the fit every time."""
+    al = cached_alignment(source, target, texts=texts, ridge=ridge, seed=seed)
+    return apply_alignment(al, adapter, out, force=force, provenance=provenance)
+
+
+def cached_alignment(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    texts: int | Sequence[str] = 256,
+    ridge: float = RIDGE,
+    seed: int = 0,
+) -> Alignment:
+    """fit_alignment, memoised in-process on its arguments."""
     key = (str(source), str(target), texts if isinstance(texts, int) else tuple(texts), ridge, seed)
     if key not in _FITS:
         _FITS[key] = fit_alignment(str(source), str(target), texts=texts, ridge=ridge, seed=seed)
-    return apply_alignment(_FITS[key], adapter, out, force=force, provenance=provenance)
+    return _FITS[key]
+
+
+def target_layer_map(al: Alignment) -> list[int]:
+    """For each target layer, the source layer it reads from (an order-preserving assignment that
+    maximises total CKA): the form the anchor methods' layer pairing takes (`fit_map(layers="cka")`)."""
+    return monotone_layer_map(al.cka.T)

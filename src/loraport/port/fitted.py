@@ -176,7 +176,9 @@ def fit_map(
     layers: str = "relative",
     allow_pickle: bool = False,
 ) -> FittedMap:
-    """Fit `method` on the anchor pairs. Configs are transformers configs of the two bases."""
+    """Fit `method` on the anchor pairs. Configs are transformers configs of the two bases.
+    `layers` pairs target layers with source layers: "relative" (same relative depth, from the
+    configs alone) or "cka" (CKA of both bases' hidden states on generic text; loads both)."""
     t0 = time.perf_counter()
     m = method if isinstance(method, PortMethod) else get_method(method, **(options or {}))
     if m.scope in ("none", "behaviour"):
@@ -188,7 +190,12 @@ def fit_map(
     check_pair_tasks(spec, xs, ys)
     ax, ay = arch_for(source_config), arch_for(target_config)
     sx, sy = Side.build(ax, spec.source_base, xs), Side.build(ay, spec.target_base, ys)
-    lmap = layer_map(ax.num_layers, ay.num_layers, layers)
+    if layers == "cka":  # needs both bases: both read generic text (see port.align)
+        from loraport.port.align import cached_alignment, target_layer_map
+
+        lmap = target_layer_map(cached_alignment(spec.source_base, spec.target_base))
+    else:
+        lmap = layer_map(ax.num_layers, ay.num_layers, layers)
     pairing: dict[str, str | None] = {}
     for key in sy.keys:
         layer, role = key.split(".", 1)
