@@ -17,9 +17,15 @@ from loraport.cli.main import app
 
 
 def results(run_dir: Path) -> dict:
-    """summary.json without the run's own provenance (executor, wall time, what was computed)."""
+    """summary.json without the run's own provenance (executor, wall time, what was computed) and
+    the measured costs (wall seconds differ between runs; steps and tokens are checked elsewhere)."""
     summary = json.loads((run_dir / "summary.json").read_text())
     summary.pop("provenance")
+    costs = summary.pop("costs")
+    for row in [*costs["methods"], costs["oracle"]]:
+        row.pop("seconds")
+        row.pop("relative_seconds", None)
+    summary["costs"] = costs
     return summary
 
 
