@@ -63,45 +63,41 @@ def distill_port(
     if tokenizer is None:
         raise MethodError(f"target base {target}: has no tokenizer, so it cannot learn from text")
     items = encodable_items(tokenizer, answers)
-    if not items:  # nothing to imitate (every answer empty or not encodable): the init, unchanged
-        cost = {
-            "seconds": round(time.perf_counter() - t0 + answers.seconds + init_seconds, 3),
-            "steps": 0,
-            "generated_tokens": answers.generated_tokens,
-            "data": data,
-            "prompts": len(answers.prompts),
-        }
-        return _unchanged(model, ref, factors, rank, alpha, cost, init_prov, out, force, provenance)
-    recipe = Recipe(
-        rank=rank,
-        alpha=alpha,
-        lr=lr,
-        batch=batch,
-        seed=seed,
-        examples=len(items),
-        epochs=1,
-        target_modules=tuple(sorted({m.rsplit(".", 1)[-1] for m in factors})) if factors else None,
-    )
-    trained = train_on_items(
-        model,
-        tokenizer,
-        items,
-        recipe,
-        what="distill",
-        progress=False,
-        init=factors,
-        steps=steps,
-        seconds=seconds,
-    )
-    own = time.perf_counter() - t0
+    if items:
+        recipe = Recipe(
+            rank=rank,
+            alpha=alpha,
+            lr=lr,
+            batch=batch,
+            seed=seed,
+            examples=len(items),
+            epochs=1,
+            target_modules=tuple(sorted({m.rsplit(".", 1)[-1] for m in factors})) if factors else None,
+        )
+        trained = train_on_items(
+            model,
+            tokenizer,
+            items,
+            recipe,
+            what="distill",
+            progress=False,
+            init=factors,
+            steps=steps,
+            seconds=seconds,
+        )
+        modules, taken, train_seconds = trained.modules, trained.steps, round(trained.seconds, 3)
+        outcome = {"final_loss": round(trained.losses[-1], 5)}
+    else:  # nothing to imitate (every answer empty or not encodable): the init, unchanged
+        modules, taken, train_seconds = factors or _zero_lora(model, rank), 0, 0.0
+        outcome = {"note": "no usable teacher answers: the init is returned unchanged"}
     cost = {
-        "seconds": round(own + answers.seconds + init_seconds, 3),
-        "steps": trained.steps,
+        "seconds": round(time.perf_counter() - t0 + answers.seconds + init_seconds, 3),
+        "steps": taken,
         "generated_tokens": answers.generated_tokens,
         "data": data,
         "prompts": len(answers.prompts),
         "teacher_seconds": answers.seconds,
-        "train_seconds": round(trained.seconds, 3),
+        "train_seconds": train_seconds,
         "init_seconds": init_seconds,
     }
     prov = {
@@ -111,13 +107,13 @@ def distill_port(
         "target_base": target,
         "teacher": answers.provenance,
         "items_used": len(items),
-        "final_loss": round(trained.losses[-1], 5),
+        **outcome,
         "cost": cost,
         **(provenance or {}),
     }
     return save_adapter(
         out,
-        trained.modules,
+        modules,
         rank=rank,
         alpha=alpha,
         base_model=ref.name or str(ref.path),
@@ -127,32 +123,14 @@ def distill_port(
     )
 
 
-def _unchanged(model, ref, factors, rank, alpha, cost, init_prov, out, force, provenance) -> Path:
+def _zero_lora(model, rank: int) -> dict:
+    """ΔW = 0 on every projection a LoRA would train (what a fresh LoRA is before any step)."""
     import torch
 
     from loraport.adapters import LowRank
     from loraport.arch import arch_for
 
-    if factors is None:  # a zero LoRA: ΔW = 0 on every projection the recipe would train
-        factors = {
-            m.name: LowRank(torch.zeros(m.shape[0], rank), torch.zeros(rank, m.shape[1]))
-            for m in arch_for(model.config).modules()
-        }
-    prov = {
-        "method": "distill",
-        "init": init_prov or "zero",
-        "items_used": 0,
-        "note": "no usable teacher answers: the init is returned unchanged",
-        "cost": cost,
-        **(provenance or {}),
+    return {
+        m.name: LowRank(torch.zeros(m.shape[0], rank), torch.zeros(rank, m.shape[1]))
+        for m in arch_for(model.config).modules()
     }
-    return save_adapter(
-        out,
-        factors,
-        rank=rank,
-        alpha=alpha,
-        base_model=ref.name or str(ref.path),
-        num_layers=model.config.num_hidden_layers,
-        provenance=prov,
-        force=force,
-    )
