@@ -87,3 +87,34 @@ def read_yaml_mapping(path: Path, error: type[Exception], what: str) -> tuple[di
     if not isinstance(raw, dict):
         raise error(f"{path}: expected a mapping of {what} fields")
     return raw, node
+
+
+def write_tensor_dir(
+    path: str | Path, tensors: dict, meta: dict, *, json_name: str, state_name: str, force: bool = False
+) -> Path:
+    """A folder holding `json_name` (metadata) and `state_name` (safetensors), written atomically."""
+    import json
+
+    from safetensors.torch import save_file
+
+    with atomic_dir(path, force=force) as tmp:
+        save_file(tensors, tmp / state_name, metadata={"format": "pt"})
+        (tmp / json_name).write_text(json.dumps(meta, indent=2) + "\n")
+    return Path(path)
+
+
+def read_tensor_dir(
+    path: str | Path, *, json_name: str, state_name: str, error: type[Exception], what: str
+) -> tuple[dict, dict]:
+    """(metadata, tensors) of a `write_tensor_dir` folder; `error` naming the folder if unreadable."""
+    import json
+
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    try:
+        return json.loads((path / json_name).read_text()), load_file(path / state_name)
+    except FileNotFoundError as e:
+        raise error(f"{path}: not {what} ({Path(e.filename).name} missing)") from None
+    except Exception as e:
+        raise error(f"{path}: unreadable {what.split(' ', 1)[1]} ({type(e).__name__}: {e})") from None

@@ -11,7 +11,7 @@ from loraport.adapters import LowRank, load_adapter, refactor_dense, save_adapte
 from loraport.models import load_config
 from loraport.port import METHODS, FittedMap, apply_map, copy_port, fit_map, load_anchors
 
-ANCHOR_METHODS = [m for m in METHODS.names() if m != "copy"]
+ANCHOR_METHODS = [m for m in METHODS.names() if METHODS.get(m).scope in ("global", "pertensor")]
 OPTS = {"topk_global_ridge": {"k": 3}, "topk_pertensor_ridge": {"k": 3}, "pertensor_mlp": {"steps": 100}}
 
 

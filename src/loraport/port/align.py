@@ -27,7 +27,6 @@ layer consumes it (down_proj's input for the "mlp" space), which is full rank.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -36,14 +35,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from loraport import __version__
 from loraport.adapters import Adapter, LowRank, concat, load_adapter, refactor, save_adapter
 from loraport.adapters.lowrank import stack_rows
 from loraport.arch import Arch, ModuleInfo, Part, arch_for
 from loraport.errors import AdapterError, MethodError
-from loraport.io import atomic_dir, sha256_file
+from loraport.io import read_tensor_dir, sha256_file, write_tensor_dir
 from loraport.port.activations import Encoded, capture, generic_texts, pair_tokens
 
 if TYPE_CHECKING:
@@ -125,23 +123,18 @@ class Alignment:
             "options": self.options,
             "seconds": self.seconds,
         }
-        with atomic_dir(path, force=force) as tmp:
-            save_file(tensors, tmp / ALIGN_STATE, metadata={"format": "pt"})
-            (tmp / ALIGN_JSON).write_text(json.dumps(meta, indent=2) + "\n")
-        return Path(path)
+        return write_tensor_dir(
+            path, tensors, meta, json_name=ALIGN_JSON, state_name=ALIGN_STATE, force=force
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> Alignment:
         from transformers import AutoConfig
 
         path = Path(path)
-        try:
-            meta = json.loads((path / ALIGN_JSON).read_text())
-            tensors = load_file(path / ALIGN_STATE)
-        except FileNotFoundError as e:
-            raise MethodError(f"{path}: not an alignment ({Path(e.filename).name} missing)") from None
-        except Exception as e:
-            raise MethodError(f"{path}: unreadable alignment ({type(e).__name__}: {e})") from None
+        meta, tensors = read_tensor_dir(
+            path, json_name=ALIGN_JSON, state_name=ALIGN_STATE, error=MethodError, what="an alignment"
+        )
         if meta.get("format") != FORMAT:
             raise MethodError(f"{path / ALIGN_JSON}: field format={meta.get('format')!r} is not {FORMAT}")
         configs = []

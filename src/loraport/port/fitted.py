@@ -13,21 +13,19 @@ than copying gigabytes of anchor weights.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from loraport import __version__
 from loraport.adapters import Adapter, LowRank, load_adapter, refactor, save_adapter
 from loraport.adapters.lowrank import SpanBasis, stack_rows
 from loraport.arch import arch_for, layer_map
 from loraport.errors import AnchorError, LoraportError, MethodError
-from loraport.io import atomic_dir, sha256_file
+from loraport.io import read_tensor_dir, sha256_file, write_tensor_dir
 from loraport.port.anchors import AnchorsSpec, check_pair_tasks
 from loraport.port.methods import PortMethod, get_method
 from loraport.port.sides import Side, input_kernel, stacked_grams
@@ -109,23 +107,16 @@ class FittedMap:
             "fit_seconds": self.fit_seconds,
             "extra": self.extra,
         }
-        with atomic_dir(out, force=force) as tmp:
-            save_file(tensors, tmp / MAP_STATE, metadata={"format": "pt"})
-            (tmp / MAP_JSON).write_text(json.dumps(meta, indent=2) + "\n")
-        return Path(out)
+        return write_tensor_dir(out, tensors, meta, json_name=MAP_JSON, state_name=MAP_STATE, force=force)
 
     @classmethod
     def load(cls, path: str | Path) -> FittedMap:
         from transformers import AutoConfig
 
         path = Path(path)
-        try:
-            meta = json.loads((path / MAP_JSON).read_text())
-            tensors = load_file(path / MAP_STATE)
-        except FileNotFoundError as e:
-            raise LoraportError(f"{path}: not a fitted map ({Path(e.filename).name} missing)") from None
-        except Exception as e:
-            raise LoraportError(f"{path}: unreadable fitted map ({type(e).__name__}: {e})") from None
+        meta, tensors = read_tensor_dir(
+            path, json_name=MAP_JSON, state_name=MAP_STATE, error=LoraportError, what="a fitted map"
+        )
         if meta.get("format") != "loraport-map/1":
             raise LoraportError(
                 f"{path / MAP_JSON}: field format={meta.get('format')!r} is not loraport-map/1"
