@@ -13,7 +13,7 @@ from loraport.bench.spec import StudyError
 
 
 @pytest.fixture(scope="module")
-def behaviour_run(mini_zoo, tmp_path_factory):
+def behaviour_spec(mini_zoo, tmp_path_factory):
     spec = {
         "name": "mini-behaviour",
         "source": str(mini_zoo["x"]),
@@ -35,11 +35,27 @@ def behaviour_run(mini_zoo, tmp_path_factory):
         "usable_threshold": 0.0,
         "controls": {"shuffled": True, "random": "global_ridge"},
     }
-    root = tmp_path_factory.mktemp("behaviour-study")
-    (root / "s.yaml").write_text(yaml.safe_dump(spec))
-    out = root / "run"
-    run_study(load_study(root / "s.yaml"), out, threads=1, progress=False, log=lambda s: None)
+    path = tmp_path_factory.mktemp("behaviour-study") / "s.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.fixture(scope="module")
+def behaviour_run(behaviour_spec):
+    out = behaviour_spec.parent / "run"
+    run_study(load_study(behaviour_spec), out, threads=1, progress=False, log=lambda s: None)
     return out
+
+
+def test_ray_runs_the_behaviour_stages_with_the_same_numbers(behaviour_spec, behaviour_run):
+    out = behaviour_spec.parent / "ray"
+    run_study(load_study(behaviour_spec), out, executor="ray", threads=1, progress=False, log=lambda s: None)
+
+    def accuracies(run):
+        recs = [json.loads(p.read_text()) for p in (run / "records").glob("*.json")]
+        return {r["name"]: r["scorers"] for r in recs}
+
+    assert accuracies(out) == accuracies(behaviour_run)
 
 
 def test_every_cell_records_its_cost(behaviour_run):
