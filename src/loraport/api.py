@@ -130,7 +130,7 @@ def port(
 def _behaviour_port(m, x: Path, target: str, out, spec, init_path, seed: int, force: bool, ctx) -> Path:
     import tempfile
 
-    from loraport.port.prompts import check_disjoint_prompts, read_prompts, task_prompts
+    from loraport.port.prompts import unlabeled_prompts
     from loraport.port.teacher import teach
 
     o = m.options()
@@ -142,12 +142,14 @@ def _behaviour_port(m, x: Path, target: str, out, spec, init_path, seed: int, fo
         raise MethodError(
             f"method {m.name!r} needs --task: its prompts (or --prompts) must be checked against its eval items"
         )
-    prompts = (
-        read_prompts(ctx["prompts"])
-        if ctx["prompts"]
-        else task_prompts(ctx["task"], o["prompts"], o["prompt_seed"])
+    prompts = unlabeled_prompts(
+        ctx["task"],
+        o["prompts"],
+        o["prompt_seed"],
+        path=ctx["prompts"],
+        n_eval=ctx["eval_n"],
+        eval_seed=ctx["eval_seed"],
     )
-    check_disjoint_prompts(prompts, ctx["task"], n_eval=ctx["eval_n"], eval_seed=ctx["eval_seed"])
     if m.name == "spanfit" and spec is None:
         raise MethodError(
             "method 'spanfit' needs --anchors (it refits the ridge weights over the target anchors)"

@@ -53,12 +53,14 @@ def _train(cell: Cell, store: Store) -> None:
 
 
 def _teach(cell: Cell, store: Store) -> None:
-    from loraport.port.prompts import check_disjoint_prompts, task_prompts
+    from loraport.port.prompts import unlabeled_prompts
     from loraport.port.teacher import teach
 
     p = cell.params
-    prompts = task_prompts(p["task"], p["prompts"], seed=p["prompt_seed"])
-    check_disjoint_prompts(prompts, p["task"], n_eval=p["eval"]["n"], eval_seed=p["eval"]["seed"])
+    ev = p["eval"]
+    prompts = unlabeled_prompts(
+        p["task"], p["prompts"], p["prompt_seed"], n_eval=ev["n"], eval_seed=ev["seed"]
+    )
     answers = teach(p["source"], store.adapter(p["x"]), prompts, max_new_tokens=p["max_new_tokens"])
     answers.provenance["task"] = p["task"]
     answers.save(store.teach(cell.key))

@@ -4,6 +4,7 @@ apart from the items a port is evaluated on.
     prompts = task_prompts("code_paren", 512, seed=1)        # the task's train split, answers dropped
     prompts = read_prompts("my_prompts.jsonl")                # {"prompt": "..."} per line
     check_disjoint_prompts(prompts, "code_paren", n_eval=300, eval_seed=0)   # MethodError on overlap
+    unlabeled_prompts("code_paren", 512, path=None)           # either source, then the check
 
 Only the prompt text is used: a behaviour method never sees a reference answer.
 """
@@ -65,3 +66,19 @@ def check_disjoint_prompts(
                 f"prompt {i} ({p[:60]!r}) is eval item {hit} of task {t.name!r}; "
                 "a behaviour method must not see the items it is scored on"
             )
+
+
+def unlabeled_prompts(
+    task: str | Task,
+    n: int,
+    seed: int = 1,
+    *,
+    path: str | Path | None = None,
+    n_eval: int = 300,
+    eval_seed: int = 0,
+) -> list[str]:
+    """The prompts a behaviour method learns from: the JSONL at `path` if given, else `n` of the
+    task's train prompts; either way checked against the task's eval items."""
+    prompts = read_prompts(path) if path else task_prompts(task, n, seed)
+    check_disjoint_prompts(prompts, task, n_eval=n_eval, eval_seed=eval_seed)
+    return prompts
