@@ -44,7 +44,6 @@ class PortMethod:
     name: ClassVar[str]
     scope: ClassVar[Literal["global", "pertensor", "none", "behaviour"]] = "global"
     needs: ClassVar[str] = "anchors"
-    data: ClassVar[str] = "anchors"  # what it sees, for cost accounting
     summary: ClassVar[str] = ""
     Options: ClassVar[type[BaseModel]] = NoOptions
 
@@ -297,7 +296,6 @@ class Copy(PortMethod):
     name = "copy"
     scope = "none"
     needs = "nothing (source and target must have identical module shapes)"
-    data = "none"
     summary = "the input adapter unchanged, for bases with identical shapes"
 
 
@@ -312,7 +310,6 @@ class Align(PortMethod):
     name = "align"
     scope = "behaviour"
     needs = "nothing: the two bases and generic text"
-    data = "generic text"
     summary = "CKA layer map + least-squares hidden-space maps on paired states; ΔW transformed per module"
     Options = AlignOptions
 
@@ -334,7 +331,6 @@ class Spanfit(PortMethod):
     name = "spanfit"
     scope = "behaviour"
     needs = "anchors + unlabeled prompts of the task"
-    data = "anchors + unlabeled prompts"
     summary = "global_ridge's anchor weights, refitted so Y + port imitates X + X adapter's answers"
     Options = SpanfitOptions
 
@@ -351,7 +347,6 @@ class Distill(PortMethod):
     name = "distill"
     scope = "behaviour"
     needs = "unlabeled prompts of the task (plus what its init needs)"
-    data = "unlabeled prompts"
     summary = "a Y LoRA trained on X + X adapter's answers, from another port or zero, within a budget"
     Options = DistillOptions
 
