@@ -329,7 +329,8 @@ def _ladder(agg, summary, study, n_top) -> list[str]:
         f"## What each method needs and costs (N={n_top}, pool `all`)",
         "",
         "Cost per port, mean over its cells: wall seconds on this machine (including the teacher's "
-        "generation and any init port it starts from), optimiser steps, generated tokens. "
+        "generation and any init port it starts from; not the anchors' own training, which every "
+        "anchor method shares), optimiser steps, generated tokens. "
         + (
             f"Reference: training an oracle took {ref['seconds']:.1f} s and {ref['steps']:.0f} steps on labels (mean over tasks)."
             if ref
