@@ -16,8 +16,8 @@ from loraport.port import AnchorPair, AnchorsSpec, fit_map, port_weights
 from loraport.port.controls import random_like, random_port
 from loraport.port.distill import distill_port
 from loraport.port.prompts import check_disjoint_prompts, read_prompts, task_prompts
-from loraport.port.spanfit import SpanHooks, _objective, encodable_items, fit_span_weights, spanfit_port
-from loraport.port.teacher import Answers, teach
+from loraport.port.spanfit import SpanHooks, _objective, fit_span_weights, spanfit_port
+from loraport.port.teacher import Answers, encodable_items, teach
 from loraport.tasks import get_task
 from loraport.train import Recipe, train_lora
 from loraport.train.data import collate, encode_examples
@@ -132,31 +132,19 @@ def test_distill_budget_init_and_cost(kit):
     assert 1 <= timed.provenance["cost"]["steps"] < 10_000
 
 
+def _port_distill(kit, out, *extra: str):
+    """`loraport port --method distill` of the kit's X adapter for TASK, 2 steps, plus `extra`."""
+    args = ["port", "--adapter", str(kit["adapter"]), "--target-base", kit["y"], "--out", str(out)]
+    args += ["--method", "distill", "--task", TASK, "--steps", "2", *extra]
+    return CliRunner().invoke(app, args)
+
+
 def test_distill_cli_refuses_prompts_that_are_eval_items(kit, tmp_path):
     leak = get_task(TASK).items("eval", 1)[0].prompt
     (tmp_path / "p.jsonl").write_text(
         json.dumps({"prompt": "fine prompt "}) + "\n" + json.dumps({"prompt": leak}) + "\n"
     )
-    res = CliRunner().invoke(
-        app,
-        [
-            "port",
-            "--adapter",
-            str(kit["adapter"]),
-            "--target-base",
-            kit["y"],
-            "--out",
-            str(tmp_path / "o"),
-            "--method",
-            "distill",
-            "--task",
-            TASK,
-            "--prompts",
-            str(tmp_path / "p.jsonl"),
-            "--steps",
-            "2",
-        ],
-    )
+    res = _port_distill(kit, tmp_path / "o", "--prompts", str(tmp_path / "p.jsonl"))
     assert res.exit_code != 0
     assert "eval item" in res.output and not (tmp_path / "o").exists()
 
@@ -173,31 +161,17 @@ def test_distill_cli_with_global_ridge_init(kit, tmp_path):
             f"  - {{task: {p.task}, source: {p.source}, target: {p.target}}}\n" for p in kit["spec"].pairs
         )
     )
-    res = CliRunner().invoke(
-        app,
-        [
-            "port",
-            "--adapter",
-            str(kit["adapter"]),
-            "--target-base",
-            kit["y"],
-            "--out",
-            str(tmp_path / "o"),
-            "--method",
-            "distill",
-            "--init",
-            "global_ridge",
-            "--anchors",
-            str(anchors),
-            "--task",
-            TASK,
-            "--steps",
-            "2",
-            "--option",
-            "prompts=16",
-            "--option",
-            "max_new_tokens=4",
-        ],
+    res = _port_distill(
+        kit,
+        tmp_path / "o",
+        "--init",
+        "global_ridge",
+        "--anchors",
+        str(anchors),
+        "--option",
+        "prompts=16",
+        "--option",
+        "max_new_tokens=4",
     )
     assert res.exit_code == 0, res.output
     prov = load_adapter(tmp_path / "o").provenance

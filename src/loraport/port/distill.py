@@ -15,8 +15,7 @@ from typing import Any
 
 from loraport.adapters import load_adapter, save_adapter
 from loraport.errors import MethodError
-from loraport.port.spanfit import encodable_items
-from loraport.port.teacher import Answers
+from loraport.port.teacher import Answers, encodable_items
 
 
 def distill_port(

@@ -26,24 +26,7 @@ from loraport.adapters import LowRank
 from loraport.errors import MethodError
 from loraport.port.anchors import AnchorsSpec
 from loraport.port.fitted import FittedMap, PortInputs, combine_port, fit_map, port_weights, save_port
-from loraport.port.teacher import Answers
-
-
-def encodable_items(tokenizer, answers: Answers) -> list:
-    """Teacher items the target's tokenizer represents exactly (a byte-level teacher may write
-    text another tokenizer cannot round-trip); empty answers are dropped too."""
-    items = answers.items()
-    if not items:
-        return []
-    texts = [it.prompt + it.answer for it in items]
-    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    unk = tokenizer.unk_token_id
-    keep = []
-    for it, text, seq in zip(items, texts, ids, strict=True):
-        back = tokenizer.decode(seq, clean_up_tokenization_spaces=False)
-        if (unk is None or unk not in seq) and " ".join(back.split()) == " ".join(text.split()):
-            keep.append(it)
-    return keep
+from loraport.port.teacher import Answers, encodable_items
 
 
 class SpanHooks:

@@ -71,6 +71,23 @@ class Answers:
         )
 
 
+def encodable_items(tokenizer, answers: Answers) -> list:
+    """Teacher items the target's tokenizer represents exactly (a byte-level teacher may write
+    text another tokenizer cannot round-trip); empty answers are dropped too."""
+    items = answers.items()
+    if not items:
+        return []
+    texts = [it.prompt + it.answer for it in items]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    unk = tokenizer.unk_token_id
+    keep = []
+    for it, text, seq in zip(items, texts, ids, strict=True):
+        back = tokenizer.decode(seq, clean_up_tokenization_spaces=False)
+        if (unk is None or unk not in seq) and " ".join(back.split()) == " ".join(text.split()):
+            keep.append(it)
+    return keep
+
+
 def teach(
     source: str,
     adapter: str | Path,
