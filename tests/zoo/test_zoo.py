@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from loraport.errors import ModelLoadError
 from loraport.models import load_model
 from loraport.zoo import get_spec, zoo_specs
-from loraport.zoo.build import MARKER, build
+from loraport.zoo.build import MARKER, build, build_many
 from loraport.zoo.tokenizer import build_tokenizer
 
 
@@ -68,11 +68,22 @@ def test_build_is_cached_atomic_and_loadable(mini_zoo, tmp_path, monkeypatch):
     assert (mini_zoo["y"] / MARKER).stat().st_mtime_ns == mtime
 
 
-def test_build_is_deterministic(mini_zoo, tmp_path, monkeypatch):
+def test_build_is_deterministic_in_parallel_and_on_any_thread_count(mini_zoo, tmp_path, monkeypatch):
+    """Building side by side in worker processes, with another thread count around, gives the very
+    weights of the one-at-a-time fixture build."""
     monkeypatch.setenv("LORAPORT_CACHE", str(tmp_path))
-    spec = get_spec("tiny-llama-y").with_overrides(steps=4).model_copy(update={"corpus_lines": 1500})
-    again = build(spec, progress=False)
-    assert again != mini_zoo["y"]
-    a = load_file(mini_zoo["y"] / "model.safetensors")
-    b = load_file(again / "model.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    specs = [
+        get_spec(name).with_overrides(steps=4).model_copy(update={"corpus_lines": 1500})
+        for name in ("tiny-qwen2-x", "tiny-llama-y")
+    ]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        folders = build_many(specs, workers=2, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    for key, again in zip(("x", "y"), folders, strict=True):
+        assert again != mini_zoo[key] and json.loads((again / MARKER).read_text())["threads"] == 1
+        a = load_file(mini_zoo[key] / "model.safetensors")
+        b = load_file(again / "model.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

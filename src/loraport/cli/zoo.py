@@ -16,16 +16,17 @@ def build_cmd(
     names: list[str] = typer.Argument(None, help="Zoo models to build (default: all)."),
 ) -> None:
     """Build zoo models that are not cached yet (seeded; later runs reuse them)."""
-    from loraport.zoo import build, build_record, get_spec, is_built, zoo_specs
+    from loraport.zoo import build_many, build_record, get_spec, is_built, zoo_specs
 
     todo = names or list(zoo_specs())
     for name in todo:
         get_spec(name)  # unknown names fail before any work
-    for name in todo:
-        cached = is_built(name)
-        path = build(name)
+    cached = {name: is_built(name) for name in todo}
+    if not all(cached.values()):
+        console.print(f"building {', '.join(n for n, c in cached.items() if not c)} (side by side)")
+    for name, path in zip(todo, build_many(todo), strict=True):
         rec = build_record(name) or {}
-        how = "cached" if cached else f"built in {rec.get('seconds', '?')} s"
+        how = "cached" if cached[name] else f"built in {rec.get('seconds', '?')} s"
         console.print(f"{name}: {how}, final loss {rec.get('final_loss')}, {path}", highlight=False)
 
 

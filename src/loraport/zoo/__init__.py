@@ -10,7 +10,16 @@ tiers of one family. Specs live in zoo.yaml.
 """
 
 from loraport.models.resolve import MODEL_SOURCES
-from loraport.zoo.build import BUILD_VERSION, ZooSpec, build, build_record, get_spec, is_built, zoo_specs
+from loraport.zoo.build import (
+    BUILD_VERSION,
+    ZooSpec,
+    build,
+    build_many,
+    build_record,
+    get_spec,
+    is_built,
+    zoo_specs,
+)
 
 
 def _register() -> None:
@@ -30,6 +39,7 @@ __all__ = [
     "DEFAULT_TARGET",
     "ZooSpec",
     "build",
+    "build_many",
     "build_record",
     "get_spec",
     "is_built",

@@ -29,9 +29,14 @@ from loraport import __version__
 from loraport.errors import ModelLoadError
 from loraport.io import atomic_dir
 from loraport.models.cache import cache_root, file_lock
+from loraport.parallel import cpu_count, process_pool, torch_threads
 
 #: Bump when the build code changes what a spec produces.
-BUILD_VERSION = 1
+BUILD_VERSION = 2
+#: torch threads a build uses, whatever the machine: CPU float results depend on the thread count, so
+#: a fixed count gives the same weights on a 2-core laptop and a 64-core server. Independent models
+#: build side by side instead (`build_many`).
+BUILD_THREADS = 1
 CORPUS_LINES = 60_000
 MARKER = "zoo.json"
 
@@ -62,6 +67,7 @@ class ZooSpec(BaseModel):
         text = json.dumps(
             {
                 "build": BUILD_VERSION,
+                "threads": BUILD_THREADS,
                 "code": code_digest(),
                 "corpus": corpus_digest(self.corpus_seed),
                 **self.model_dump(mode="json"),
@@ -142,9 +148,27 @@ def build(spec: ZooSpec | str, *, progress: bool = True) -> Path:
     with file_lock(folder.parent / f".{folder.name}.lock"):
         if (folder / MARKER).is_file():
             return folder
-        with atomic_dir(folder, force=True) as tmp:
+        with atomic_dir(folder, force=True) as tmp, torch_threads(BUILD_THREADS):
             _build_into(spec, tmp, progress)
     return folder
+
+
+def build_many(
+    names: list[ZooSpec | str], *, workers: int | None = None, progress: bool = True
+) -> list[Path]:
+    """Build every model of `names` that is missing, up to `workers` at a time (default: one per
+    core), each in its own process; returns their folders in the order of `names`."""
+    specs = [get_spec(n) if isinstance(n, str) else n for n in names]  # unknown names fail first
+    missing = list({s.folder(): s for s in specs if not is_built(s)}.values())
+    n = min(len(missing), workers or cpu_count())
+    if n > 1:
+        with process_pool(n) as pool:
+            list(pool.map(_build_quietly, missing))
+    return [build(s, progress=progress) for s in specs]
+
+
+def _build_quietly(spec: ZooSpec) -> None:
+    build(spec, progress=False)
 
 
 def _build_into(spec: ZooSpec, out: Path, progress: bool) -> None:
@@ -195,7 +219,7 @@ def _build_into(spec: ZooSpec, out: Path, progress: bool) -> None:
         "losses": [round(x, 4) for x in losses[:: max(1, len(losses) // 100)]],
         "seconds": round(seconds, 1),
         "versions": {"loraport": __version__, "torch": torch.__version__},
-        "threads": torch.get_num_threads(),
+        "threads": BUILD_THREADS,
     }
     (out / MARKER).write_text(json.dumps(record, indent=1) + "\n")
 
