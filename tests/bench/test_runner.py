@@ -83,8 +83,14 @@ def test_a_run_killed_with_sigkill_resumes_without_recomputing(mini_study, full_
     deadline = time.time() + 300
     while len(finished(out)) < 5 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
+    workers = children(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert workers, "the run had no worker processes (default: one per core)"
+    deadline = time.time() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "a worker outlived the killed run"
     before = finished(out)
     assert before, "the run was killed before it finished anything"
     run_study(load_study(mini_study), out, threads=1, progress=False, log=lambda s: None)
@@ -98,6 +104,21 @@ def test_a_run_killed_with_sigkill_resumes_without_recomputing(mini_study, full_
     # and a third run computes nothing
     run_study(load_study(mini_study), out, threads=1, progress=False, log=lambda s: None)
     assert sum(json.loads((out / "run.json").read_text())["computed"].values()) == 0
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def test_one_worker_gives_the_same_numbers_as_a_pool(mini_study, full_run, tmp_path):
+    out = tmp_path / "serial"
+    run_study(load_study(mini_study), out, workers=1, threads=1, progress=False, log=lambda s: None)
+    assert json.loads((full_run / "run.json").read_text())["workers"] == (os.cpu_count() or 1)
+    assert json.loads((out / "run.json").read_text())["workers"] == 1
+    assert results(out) == results(full_run)
 
 
 def test_ray_executor_gives_the_same_numbers(mini_study, full_run, tmp_path):
@@ -130,3 +151,9 @@ def test_dry_run_computes_nothing(mini_study, tmp_path):
     r = CliRunner().invoke(app, ["bench", str(mini_study), "--out", str(tmp_path / "d"), "--dry-run"])
     assert r.exit_code == 0 and "train: 10 cells, 0 cached, 10 to compute" in r.output
     assert not (tmp_path / "d").exists()
+
+
+def test_a_bad_worker_count_fails_before_any_work(mini_study, tmp_path):
+    r = CliRunner().invoke(app, ["bench", str(mini_study), "--out", str(tmp_path / "w"), "--workers", "0"])
+    assert r.exit_code != 0 and "workers=0: need an integer >= 1" in r.output
+    assert not (tmp_path / "w").exists()

@@ -14,26 +14,22 @@ def run_cell(cell: Cell, store: Store, threads: int | None = None) -> dict[str, 
     """Compute `cell` into `store` unless it is there already. Returns
     {"key", "kind", "cached", "seconds", "error"}; a LoraportError becomes an "error" string (the cell
     is then missing, and the report lists it) instead of stopping the study."""
-    import torch
     from transformers.utils import logging as hf_logging
 
     from loraport.errors import LoraportError
+    from loraport.parallel import torch_threads
 
     hf_logging.disable_progress_bar()
     if store.has(cell.kind, cell.key):
         return {"key": cell.key, "kind": cell.kind, "cached": True, "seconds": 0.0, "error": None}
     # Float results depend on the thread count, so it is set per cell and restored afterwards.
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
-        RUNNERS[cell.kind](cell, store)
+        with torch_threads(threads):
+            RUNNERS[cell.kind](cell, store)
         error = None
     except LoraportError as e:
         error = str(e)
-    finally:
-        torch.set_num_threads(before)
     return {
         "key": cell.key,
         "kind": cell.kind,

@@ -1,7 +1,8 @@
 """Executors run a batch of independent cells; the runner calls them stage by stage
 (train, then port, then eval), so every cell's dependencies are finished before it starts.
 
-    local   in this process, one cell at a time (torch uses every core)
+    local   on this machine: `workers` cells at a time, each in its own spawned process with `threads`
+            torch threads (default: cores // workers); workers=1 runs cells in this process
     ray     each cell a Ray task (`--address` for a cluster; a local Ray instance otherwise). Workers
             need the same loraport install and a filesystem shared with the run directory.
 """
@@ -9,12 +10,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 from loraport.bench.cells import run_cell
 from loraport.bench.plan import Cell
 from loraport.bench.store import Store
 from loraport.errors import LoraportError
+from loraport.parallel import cpu_count, process_pool
 from loraport.registry import Registry
 
 EXECUTORS: Registry[Callable[..., Runner]] = Registry("executor", LoraportError)
@@ -30,18 +33,51 @@ class Runner:
         pass
 
 
+def default_workers() -> int:
+    """Cells run side by side when unspecified: one per CPU core on a machine without a GPU (each cell
+    then uses one thread, which on small models does more work per core than one cell on all cores);
+    one on a GPU machine, where the cells share the device."""
+    import torch
+
+    return 1 if torch.cuda.is_available() else cpu_count()
+
+
 @EXECUTORS.register("local")
 class LocalRunner(Runner):
-    def __init__(self, threads: int | None = None, **_: Any) -> None:
-        self.threads = threads
+    def __init__(self, threads: int | None = None, workers: int | None = 1, **_: Any) -> None:
+        workers = default_workers() if workers is None else workers
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise LoraportError(f"workers={workers!r}: need an integer >= 1")
+        self.workers = workers
+        self.threads = threads or (None if workers == 1 else max(1, cpu_count() // workers))
+        self.pool: ProcessPoolExecutor | None = None
 
     def map(self, cells, store, on_done):
         out = []
-        for cell in cells:
-            res = run_cell(cell, store, self.threads)
-            on_done(res)
-            out.append(res)
+        if self.workers == 1:
+            for cell in cells:
+                res = run_cell(cell, store, self.threads)
+                on_done(res)
+                out.append(res)
+            return out
+        if self.pool is None:
+            self.pool = process_pool(self.workers)
+        futures = [self.pool.submit(run_cell, c, store, self.threads) for c in cells]
+        try:
+            for fut in as_completed(futures):
+                res = fut.result()
+                on_done(res)
+                out.append(res)
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
         return out
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
 
 
 @EXECUTORS.register("ray")

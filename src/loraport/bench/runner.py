@@ -2,6 +2,7 @@
 
     summary = run_study(load_study("studies/demo.yaml"), "runs/demo")             # local
     run_study(study, "runs/demo", executor="ray", address="10.0.0.5:6379")
+    run_study(study, "runs/demo", workers=1, threads=2)   # one cell at a time, 2 torch threads
     run_study(study, "runs/demo", dry_run=True)       # the plan and what is cached, nothing computed
 
 Re-running resumes: finished cells are found in the store by content key and skipped.
@@ -20,6 +21,7 @@ from loraport.bench.executors import EXECUTORS, check_ray_address
 from loraport.bench.plan import Plan, make_plan
 from loraport.bench.spec import Study
 from loraport.bench.store import Store
+from loraport.errors import LoraportError
 from loraport.io import atomic_file
 
 STAGES = ("train", "teach", "port", "distill", "control", "eval")
@@ -27,6 +29,9 @@ STAGES = ("train", "teach", "port", "distill", "control", "eval")
 
 def plan_study(study: Study) -> Plan:
     from loraport.models import resolve_model
+    from loraport.zoo import build_many, zoo_specs
+
+    build_many([s for s in (study.source, study.target) if s in zoo_specs()])  # side by side
 
     fps = {spec: resolve_model(spec).fingerprint for spec in (study.source, study.target)}
     return make_plan(study, fps)
@@ -39,6 +44,7 @@ def run_study(
     executor: str = "local",
     address: str | None = None,
     threads: int | None = None,
+    workers: int | None = None,
     dry_run: bool = False,
     cache: str | Path | None = None,
     progress: bool = True,
@@ -47,6 +53,8 @@ def run_study(
     if executor == "ray" and address:
         check_ray_address(address)
     EXECUTORS.get(executor)  # unknown executor: fail before any work
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise LoraportError(f"workers={workers!r}: need an integer >= 1")
     start = time.perf_counter()
     store = Store(run_dir, cache)
     plan = plan_study(study)
@@ -61,9 +69,10 @@ def run_study(
     store.root.mkdir(parents=True, exist_ok=True)
     if cache is None:  # a shared cache may hold another study's writes in progress
         store.sweep()
-    runner = EXECUTORS.get(executor)(address=address, threads=threads)
+    runner = EXECUTORS.get(executor)(address=address, threads=threads, workers=workers)
     errors: dict[str, str] = {}
     timings: dict[str, float] = {}
+    stage_seconds: dict[str, float] = {}
     try:
         from loraport.train.loop import progress_bar
 
@@ -86,7 +95,9 @@ def run_study(
                         errors[res["key"]] = res["error"]
                         log(f"failed: {res['error']}")
 
+                t0 = time.perf_counter()
                 runner.map(cells, store, done)
+                stage_seconds[kind] = round(time.perf_counter() - t0, 1)
     finally:
         runner.close()
     write_records(store, plan, study, errors, timings)
@@ -97,7 +108,9 @@ def run_study(
         "torch": _torch_version(),
         "bases": plan.fingerprints,
         "executor": executor,
+        "workers": getattr(runner, "workers", None),
         "seconds": round(time.perf_counter() - start, 1),
+        "stage_seconds": stage_seconds,
         "cells": {k: len(plan.by_kind(k)) for k in STAGES},
         "computed": {k: len(todo[k]) for k in STAGES},
         "skipped": plan.skipped,

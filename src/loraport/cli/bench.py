@@ -16,7 +16,13 @@ def bench(
     executor: str = typer.Option("local", "--executor", help="local or ray."),
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray)."),
     threads: int = typer.Option(
-        None, "--threads", help="torch threads per cell (default: all for local, 1 for ray)."
+        None, "--threads", help="torch threads per cell (default: cores / workers for local, 1 for ray)."
+    ),
+    workers: int = typer.Option(
+        None,
+        "--workers",
+        help="local: cells run side by side, each in its own process (default: one per core without a "
+        "GPU, 1 with one; 1 runs in this process).",
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the plan and what is cached; compute nothing."
@@ -35,6 +41,7 @@ def bench(
         executor=executor,
         address=address,
         threads=threads,
+        workers=workers,
         dry_run=dry_run,
         cache=cache,
         log=lambda s: console.print(s, highlight=False, markup=False),

@@ -23,6 +23,9 @@ def demo(
     out: Path = typer.Option(
         None, "--out", help="Run folder (resumable); default runs/demo (runs/demo-synthetic)."
     ),
+    workers: int = typer.Option(
+        None, "--workers", help="Cells run side by side (default: one per core without a GPU)."
+    ),
     synthetic: bool = typer.Option(
         False, "--synthetic", help="Instead: the 30-second weight-space check on synthetic anchors."
     ),
@@ -46,7 +49,9 @@ def demo(
         raise LoraportError(f"--study {study!r}: shipped studies are {', '.join(STUDIES)}")
     path = resources.files("loraport.bench").joinpath("studies", f"{study}.yaml")
     out = out or Path("runs/demo")
-    run_study(load_study(path), out, log=lambda s: console.print(s, highlight=False, markup=False))
+    run_study(
+        load_study(path), out, workers=workers, log=lambda s: console.print(s, highlight=False, markup=False)
+    )
     text = (out / "report.md").read_text()
     table = text[text.find("## Main table") : text.find("Method cells:")].strip()
     console.print(table, highlight=False, markup=False)
