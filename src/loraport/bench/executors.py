@@ -1,8 +1,11 @@
 """Executors run a batch of independent cells; the runner calls them stage by stage
 (train, then port, then eval), so every cell's dependencies are finished before it starts.
 
-    local   on this machine: `workers` cells at a time, each in its own spawned process with `threads`
-            torch threads (default: cores // workers); workers=1 runs cells in this process
+    local   on this machine. workers=1 (default): one cell at a time in this process, torch on
+            `threads` (default: every core). workers=N: N cells side by side, each in a spawned
+            process with `threads` torch threads (default: cores // N). Tiny models use many cores
+            poorly, so a many-core machine gains from workers; on 2 vCPUs it gains nothing (two
+            1-thread workers train each adapter 1.9-2x slower than one 2-thread cell).
     ray     each cell a Ray task (`--address` for a cluster; a local Ray instance otherwise). Workers
             need the same loraport install and a filesystem shared with the run directory.
 """
@@ -33,19 +36,10 @@ class Runner:
         pass
 
 
-def default_workers() -> int:
-    """Cells run side by side when unspecified: one per CPU core on a machine without a GPU (each cell
-    then uses one thread, which on small models does more work per core than one cell on all cores);
-    one on a GPU machine, where the cells share the device."""
-    import torch
-
-    return 1 if torch.cuda.is_available() else cpu_count()
-
-
 @EXECUTORS.register("local")
 class LocalRunner(Runner):
-    def __init__(self, threads: int | None = None, workers: int | None = 1, **_: Any) -> None:
-        workers = default_workers() if workers is None else workers
+    def __init__(self, threads: int | None = None, workers: int | None = None, **_: Any) -> None:
+        workers = 1 if workers is None else workers
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise LoraportError(f"workers={workers!r}: need an integer >= 1")
         self.workers = workers

@@ -21,8 +21,8 @@ def bench(
     workers: int = typer.Option(
         None,
         "--workers",
-        help="local: cells run side by side, each in its own process (default: one per core without a "
-        "GPU, 1 with one; 1 runs in this process).",
+        help="local: cells side by side, each in its own process with cores/N threads (default 1: "
+        "in this process). Pays on many-core machines; on 2 cores it gains nothing.",
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the plan and what is cached; compute nothing."

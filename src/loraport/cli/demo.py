@@ -24,7 +24,7 @@ def demo(
         None, "--out", help="Run folder (resumable); default runs/demo (runs/demo-synthetic)."
     ),
     workers: int = typer.Option(
-        None, "--workers", help="Cells run side by side (default: one per core without a GPU)."
+        None, "--workers", help="Cells side by side in worker processes (default 1; see `loraport bench --help`)."
     ),
     synthetic: bool = typer.Option(
         False, "--synthetic", help="Instead: the 30-second weight-space check on synthetic anchors."
