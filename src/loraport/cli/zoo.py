@@ -23,7 +23,7 @@ def build_cmd(
         get_spec(name)  # unknown names fail before any work
     cached = {name: is_built(name) for name in todo}
     if not all(cached.values()):
-        console.print(f"building {', '.join(n for n, c in cached.items() if not c)} (side by side)")
+        console.print(f"building {', '.join(n for n, c in cached.items() if not c)}")
     for name, path in zip(todo, build_many(todo), strict=True):
         rec = build_record(name) or {}
         how = "cached" if cached[name] else f"built in {rec.get('seconds', '?')} s"
