@@ -24,6 +24,7 @@ from loraport.models import (
     resolve_model,
 )
 from loraport.models import gguf as gguf_mod
+from loraport.models.resolve import folder_fingerprint
 from loraport.testing import TINY_FAMILIES, build_tiny_model, write_llama_gguf
 
 SHAPE = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2, "intermediate_size": 96}
@@ -110,6 +111,17 @@ def test_build_is_deterministic_for_a_seed(tmp_path):
     digest = [file_sha256(p / "model.safetensors") for p in (a, b, c)]
     assert digest[0] == digest[1] != digest[2]
     assert resolve_model(a).fingerprint == resolve_model(b).fingerprint != resolve_model(c).fingerprint
+
+
+def test_the_fingerprint_covers_behaviour_not_build_records(tmp_path):
+    a = build_tiny_model("qwen2", tmp_path / "a", **SHAPE, seed=3)
+    before = folder_fingerprint(a)
+    (a / "zoo.json").write_text('{"seconds": 12.3}')  # a zoo build record: its build time varies
+    (a / "README.md").write_text("notes")
+    assert folder_fingerprint(a) == before
+    config = json.loads((a / "config.json").read_text())
+    (a / "config.json").write_text(json.dumps({**config, "rms_norm_eps": 1e-5}))
+    assert folder_fingerprint(a) != before
 
 
 def test_build_keeps_head_dim_explicit(tmp_path):

@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from loraport.errors import ModelLoadError
 from loraport.models import load_model
+from loraport.models.resolve import folder_fingerprint
 from loraport.zoo import get_spec, zoo_specs
 from loraport.zoo.build import MARKER, build, build_many
 from loraport.zoo.tokenizer import build_tokenizer
@@ -87,3 +88,5 @@ def test_build_is_deterministic_in_parallel_and_on_any_thread_count(mini_zoo, tm
         a = load_file(mini_zoo[key] / "model.safetensors")
         b = load_file(again / "model.safetensors")
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        # the build record (with its build time) is not part of the model's content address
+        assert folder_fingerprint(again) == folder_fingerprint(mini_zoo[key])

@@ -50,7 +50,10 @@ MODEL_SOURCES: Registry[Callable[[], str | os.PathLike[str]]] = Registry("model 
 GGUF_MARKER = "loraport-gguf.json"
 
 _HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*(?:/[A-Za-z0-9][\w.-]*)?)(?:@(?P<rev>[\w./-]+))?$")
-_SKIP_IN_FINGERPRINT = {GGUF_MARKER, "README.md", ".gitattributes"}
+#: The embedded zoo's build record (spec, loss curve, build seconds): metadata, not behaviour. Its
+#: build time differs between two builds of byte-identical weights, so it stays out of fingerprints.
+ZOO_MARKER = "zoo.json"
+_SKIP_IN_FINGERPRINT = {GGUF_MARKER, ZOO_MARKER, "README.md", ".gitattributes"}
 
 
 def one_line(exc: BaseException, limit: int = 240) -> str:

@@ -29,6 +29,7 @@ from loraport import __version__
 from loraport.errors import ModelLoadError
 from loraport.io import atomic_dir
 from loraport.models.cache import cache_root, file_lock
+from loraport.models.resolve import ZOO_MARKER
 from loraport.parallel import cpu_count, process_pool, torch_threads
 
 #: Bump when the build code changes what a spec produces.
@@ -39,7 +40,7 @@ BUILD_VERSION = 2
 #: built one after the other on 2 threads take 125 + 126 s; side by side on 1 thread each, 302 s.
 BUILD_THREADS = 2
 CORPUS_LINES = 60_000
-MARKER = "zoo.json"
+MARKER = ZOO_MARKER
 
 
 class Pretrain(BaseModel):
