@@ -29,7 +29,7 @@ def write(tmp_path, data, text=None):
 def test_shipped_studies_load():
     from importlib import resources
 
-    for name in ("quick.yaml", "demo.yaml", "round4_3b.yaml"):
+    for name in ("quick.yaml", "wide.yaml", "demo.yaml", "round4_3b.yaml"):
         path = resources.files("loraport.bench").joinpath("studies", name)
         study = load_study(path)
         assert study.heldout and study.methods
