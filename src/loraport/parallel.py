@@ -38,6 +38,17 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
     )
 
 
+def check_workers(workers: int | None) -> int:
+    """A worker count (None: 1); anything but a positive int is a one-line error."""
+    from loraport.errors import LoraportError
+
+    if workers is None:
+        return 1
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise LoraportError(f"workers={workers!r}: need an integer >= 1")
+    return workers
+
+
 def cpu_count() -> int:
     return max(1, os.cpu_count() or 1)
 

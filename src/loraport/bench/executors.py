@@ -20,7 +20,7 @@ from loraport.bench.cells import run_cell
 from loraport.bench.plan import Cell
 from loraport.bench.store import Store
 from loraport.errors import LoraportError
-from loraport.parallel import cpu_count, process_pool
+from loraport.parallel import check_workers, cpu_count, process_pool
 from loraport.registry import Registry
 
 EXECUTORS: Registry[Callable[..., Runner]] = Registry("executor", LoraportError)
@@ -39,10 +39,7 @@ class Runner:
 @EXECUTORS.register("local")
 class LocalRunner(Runner):
     def __init__(self, threads: int | None = None, workers: int | None = None, **_: Any) -> None:
-        workers = 1 if workers is None else workers
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise LoraportError(f"workers={workers!r}: need an integer >= 1")
-        self.workers = workers
+        self.workers = workers = check_workers(workers)
         self.threads = threads or (None if workers == 1 else max(1, cpu_count() // workers))
         self.pool: ProcessPoolExecutor | None = None
 

@@ -21,8 +21,8 @@ from loraport.bench.executors import EXECUTORS, check_ray_address
 from loraport.bench.plan import Plan, make_plan
 from loraport.bench.spec import Study
 from loraport.bench.store import Store
-from loraport.errors import LoraportError
 from loraport.io import atomic_file
+from loraport.parallel import check_workers
 
 STAGES = ("train", "teach", "port", "distill", "control", "eval")
 
@@ -53,8 +53,7 @@ def run_study(
     if executor == "ray" and address:
         check_ray_address(address)
     EXECUTORS.get(executor)  # unknown executor: fail before any work
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise LoraportError(f"workers={workers!r}: need an integer >= 1")
+    check_workers(workers)
     start = time.perf_counter()
     store = Store(run_dir, cache)
     plan = plan_study(study)
