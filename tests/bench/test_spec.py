@@ -59,3 +59,18 @@ def test_invalid_yaml_names_the_line(tmp_path):
 def test_unreachable_ray_address():
     with pytest.raises(LoraportError, match=r"ray address '127\.0\.0\.1:1' is unreachable"):
         check_ray_address("127.0.0.1:1")
+
+
+def test_the_shuffled_source_comes_from_another_domain():
+    from loraport.bench.plan import shuffled_source
+
+    heldout = ["code_cond_arith", "code_paren", "math_sum_more", "sci_context_chain", "sci_context_which"]
+    got = {t: shuffled_source(heldout, i) for i, t in enumerate(heldout)}
+    assert got == {
+        "code_cond_arith": "math_sum_more",  # the next task, code_paren, shares the answer format
+        "code_paren": "math_sum_more",
+        "math_sum_more": "sci_context_chain",
+        "sci_context_chain": "code_cond_arith",  # cyclic, skipping its science sibling
+        "sci_context_which": "code_cond_arith",
+    }
+    assert shuffled_source(["code_paren", "code_cond_arith"], 0) == "code_cond_arith"  # one domain

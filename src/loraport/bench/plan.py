@@ -49,6 +49,15 @@ def content_key_int(*parts: Any) -> int:
     return int(content_key(*parts)[:15], 16)
 
 
+def shuffled_source(heldout: list[str], i: int) -> str:
+    """The task whose X adapter the shuffled-source controls of heldout[i] port: the next held-out
+    task (cyclically) from another domain, so the control cannot inherit the task's answer format
+    from a sibling; the next task when every held-out task shares one domain."""
+    order = [*heldout[i + 1 :], *heldout[:i]]
+    domain = get_task(heldout[i]).domain
+    return next((t for t in order if get_task(t).domain != domain), order[0] if order else heldout[i])
+
+
 def make_plan(study: Study, fingerprints: dict[str, str]) -> Plan:
     """`fingerprints` maps the study's source and target specs to their weight fingerprints."""
     from loraport.port import METHODS
@@ -151,7 +160,7 @@ def make_plan(study: Study, fingerprints: dict[str, str]) -> Plan:
             "eval": evaluate("source", task, x_key),
             "train": x_key,
         }
-        other = study.heldout[(i + 1) % len(study.heldout)]
+        other = shuffled_source(study.heldout, i)
         for pool_name, pool in study.pools.items():
             n_top = max((n for n in study.n_anchors if n <= len(pool)), default=None)
             for n in study.n_anchors:

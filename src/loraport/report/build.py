@@ -377,7 +377,8 @@ def _ladder(agg, summary, study, n_top) -> list[str]:
             )
         L += [
             "",
-            "shuffled: the method ported another held-out task's X adapter (the next task in the study's list); "
+            "shuffled: the method ported another held-out task's X adapter (the next one in the study's list "
+            "from another domain, so it does not share the task's answer format); "
             "random: a random direction with the same per-module norms as the method's port.",
         ]
     else:
