@@ -31,7 +31,7 @@ def plan_study(study: Study) -> Plan:
     from loraport.models import resolve_model
     from loraport.zoo import build_many, zoo_specs
 
-    build_many([s for s in (study.source, study.target) if s in zoo_specs()])  # side by side
+    build_many([s for s in (study.source, study.target) if s in zoo_specs()])  # where cores allow, at once
 
     fps = {spec: resolve_model(spec).fingerprint for spec in (study.source, study.target)}
     return make_plan(study, fps)
