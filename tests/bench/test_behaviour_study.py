@@ -13,34 +13,6 @@ from loraport.bench.spec import StudyError
 
 
 @pytest.fixture(scope="module")
-def behaviour_spec(mini_zoo, tmp_path_factory):
-    spec = {
-        "name": "mini-behaviour",
-        "source": str(mini_zoo["x"]),
-        "target": str(mini_zoo["y"]),
-        "anchors": ["math_add", "math_sub", "sci_color"],
-        "heldout": ["math_sum_more", "sci_which"],
-        "methods": {
-            "mean": {},
-            "global_ridge": {},
-            "align": {"texts": 128},
-            "spanfit": {"prompts": 16, "steps": 2, "max_new_tokens": 6},
-            "distill": {"init": ["zero", "global_ridge"], "prompts": 16, "steps": 2, "max_new_tokens": 6},
-        },
-        "n_anchors": [2, 3],
-        "seeds": [0],
-        "recipe": {"rank": 2, "alpha": 4, "epochs": 1, "examples": 8, "batch": 8, "lr": 0.05},
-        "eval": {"n": 12},
-        "scorers": {"sci_which": "loglik_choice"},
-        "usable_threshold": 0.0,
-        "controls": {"shuffled": True, "random": "global_ridge"},
-    }
-    path = tmp_path_factory.mktemp("behaviour-study") / "s.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
-
-
-@pytest.fixture(scope="module")
 def behaviour_run(behaviour_spec):
     out = behaviour_spec.parent / "run"
     run_study(load_study(behaviour_spec), out, threads=1, progress=False, log=lambda s: None)

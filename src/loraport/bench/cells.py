@@ -16,16 +16,19 @@ def run_cell(cell: Cell, store: Store, threads: int | None = None) -> dict[str, 
     is then missing, and the report lists it) instead of stopping the study."""
     from transformers.utils import logging as hf_logging
 
+    from loraport.device import deterministic, use_device
     from loraport.errors import LoraportError
     from loraport.parallel import torch_threads
 
     hf_logging.disable_progress_bar()
     if store.has(cell.kind, cell.key):
         return {"key": cell.key, "kind": cell.kind, "cached": True, "seconds": 0.0, "error": None}
-    # Float results depend on the thread count, so it is set per cell and restored afterwards.
+    # Float results depend on the thread count, so it is set per cell and restored afterwards; the
+    # cell computes on the device its key was made for (the plan's).
+    device = cell.params.get("device", "cpu")
     start = time.perf_counter()
     try:
-        with torch_threads(threads):
+        with torch_threads(threads), use_device(device), deterministic(device):
             RUNNERS[cell.kind](cell, store)
         error = None
     except LoraportError as e:

@@ -7,7 +7,8 @@
             poorly, so a many-core machine gains from workers; on 2 vCPUs it gains nothing (two
             1-thread workers train each adapter 1.9-2x slower than one 2-thread cell).
     ray     each cell a Ray task (`--address` for a cluster; a local Ray instance otherwise). Workers
-            need the same loraport install and a filesystem shared with the run directory.
+            need the same loraport install and a filesystem shared with the run directory. On a
+            GPU device each cell asks Ray for one whole GPU.
 """
 
 from __future__ import annotations
@@ -74,7 +75,12 @@ class LocalRunner(Runner):
 @EXECUTORS.register("ray")
 class RayRunner(Runner):
     def __init__(
-        self, address: str | None = None, threads: int | None = 1, num_cpus: int | None = None, **_: Any
+        self,
+        address: str | None = None,
+        threads: int | None = 1,
+        num_cpus: int | None = None,
+        device: str = "cpu",
+        **_: Any,
     ) -> None:
         try:
             import ray
@@ -94,7 +100,8 @@ class RayRunner(Runner):
                     f"ray: cannot reach a cluster at {address or 'a new local instance'} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
                 ) from None
             self.started = True
-        self.task = ray.remote(num_cpus=1)(run_cell)
+        # A cell on a GPU holds a whole one, so cells on one GPU never compete for its memory.
+        self.task = ray.remote(num_cpus=1, num_gpus=0 if device == "cpu" else 1)(run_cell)
 
     def map(self, cells, store, on_done):
         pending = {self.task.remote(c, store, self.threads): c for c in cells}

@@ -34,6 +34,7 @@ class Plan:
     conditions: dict[str, dict[str, Any]]  # record name -> condition fields + "eval" key
     skipped: list[str]
     fingerprints: dict[str, str] = field(default_factory=dict)  # base spec -> weights sha256
+    device: str = "cpu"  # where the cells compute
 
     def by_kind(self, kind: str) -> list[Cell]:
         return [c for c in self.cells.values() if c.kind == kind]
@@ -58,8 +59,10 @@ def shuffled_source(heldout: list[str], i: int) -> str:
     return next((t for t in order if get_task(t).domain != domain), order[0] if order else heldout[i])
 
 
-def make_plan(study: Study, fingerprints: dict[str, str]) -> Plan:
-    """`fingerprints` maps the study's source and target specs to their weight fingerprints."""
+def make_plan(study: Study, fingerprints: dict[str, str], device: str = "cpu") -> Plan:
+    """`fingerprints` maps the study's source and target specs to their weight fingerprints.
+    Cells computed on another device than the CPU get keys of their own (float results differ
+    between devices); CPU keys carry no device, so they are the same as before devices existed."""
     from loraport.port import METHODS
 
     cells: dict[str, Cell] = {}
@@ -67,10 +70,12 @@ def make_plan(study: Study, fingerprints: dict[str, str]) -> Plan:
     skipped: list[str] = []
     recipe = study.recipe.model_dump(mode="json")
     ev = study.eval.model_dump(mode="json")
-    fp = {"source": fingerprints[study.source], "target": fingerprints[study.target]}
+    on = "" if device == "cpu" else "@" + device.split(":")[0]
+    fp = {"source": fingerprints[study.source] + on, "target": fingerprints[study.target] + on}
     base = {"source": study.source, "target": study.target}
 
     def add(kind: str, key: str, deps: tuple, params: dict[str, Any], label: str) -> str:
+        params = {**params, "device": device}
         cells.setdefault(key, Cell(kind, key, tuple(d for d in deps if d), params, label))
         return key
 
@@ -214,4 +219,4 @@ def make_plan(study: Study, fingerprints: dict[str, str]) -> Plan:
                                 "eval": evaluate("target", task, sk),
                                 "port": sk,
                             }
-    return Plan(cells, conditions, sorted(set(skipped)), dict(fingerprints))
+    return Plan(cells, conditions, sorted(set(skipped)), dict(fingerprints), device)

@@ -3,6 +3,7 @@
     summary = run_study(load_study("studies/demo.yaml"), "runs/demo")             # local
     run_study(study, "runs/demo", executor="ray", address="10.0.0.5:6379")
     run_study(study, "runs/demo", workers=1, threads=2)   # one cell at a time, 2 torch threads
+    run_study(study, "runs/demo", device="cuda")      # on the GPU (default "auto": GPU if torch sees one)
     run_study(study, "runs/demo", dry_run=True)       # the plan and what is cached, nothing computed
 
 Re-running resumes: finished cells are found in the store by content key and skipped.
@@ -21,20 +22,21 @@ from loraport.bench.executors import EXECUTORS, check_ray_address
 from loraport.bench.plan import Plan, make_plan
 from loraport.bench.spec import Study
 from loraport.bench.store import Store
+from loraport.device import resolve_device
 from loraport.io import atomic_file
 from loraport.parallel import check_workers
 
 STAGES = ("train", "teach", "port", "distill", "control", "eval")
 
 
-def plan_study(study: Study) -> Plan:
+def plan_study(study: Study, device: str = "cpu") -> Plan:
     from loraport.models import resolve_model
     from loraport.zoo import build_many, zoo_specs
 
     build_many([s for s in (study.source, study.target) if s in zoo_specs()])  # where cores allow, at once
 
     fps = {spec: resolve_model(spec).fingerprint for spec in (study.source, study.target)}
-    return make_plan(study, fps)
+    return make_plan(study, fps, device)
 
 
 def run_study(
@@ -47,6 +49,7 @@ def run_study(
     workers: int | None = None,
     dry_run: bool = False,
     cache: str | Path | None = None,
+    device: str | None = None,
     progress: bool = True,
     log=print,
 ) -> dict[str, Any] | None:
@@ -54,13 +57,16 @@ def run_study(
         check_ray_address(address)
     EXECUTORS.get(executor)  # unknown executor: fail before any work
     check_workers(workers)
+    device = resolve_device(device)  # auto: a GPU where torch sees one
     start = time.perf_counter()
     store = Store(run_dir, cache)
-    plan = plan_study(study)
+    plan = plan_study(study, device)
     todo = {k: [c for c in plan.by_kind(k) if not store.has(k, c.key)] for k in STAGES}
     for k in STAGES:
         total = len(plan.by_kind(k))
         log(f"{k:>5}: {total} cells, {total - len(todo[k])} cached, {len(todo[k])} to compute")
+    if device != "cpu":
+        log(f"device: {device} (cells keyed apart from CPU results)")
     for reason in plan.skipped:
         log(f"skipped: {reason}")
     if dry_run:
@@ -68,7 +74,7 @@ def run_study(
     store.root.mkdir(parents=True, exist_ok=True)
     if cache is None:  # a shared cache may hold another study's writes in progress
         store.sweep()
-    runner = EXECUTORS.get(executor)(address=address, threads=threads, workers=workers)
+    runner = EXECUTORS.get(executor)(address=address, threads=threads, workers=workers, device=device)
     errors: dict[str, str] = {}
     timings: dict[str, float] = {}
     stage_seconds: dict[str, float] = {}
@@ -108,6 +114,7 @@ def run_study(
         "bases": plan.fingerprints,
         "executor": executor,
         "workers": getattr(runner, "workers", None),
+        "device": device,
         "seconds": round(time.perf_counter() - start, 1),
         "stage_seconds": stage_seconds,
         "cells": {k: len(plan.by_kind(k)) for k in STAGES},

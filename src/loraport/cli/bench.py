@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from loraport.cli.common import console, friendly
+from loraport.cli.common import DeviceOpt, console, friendly
 
 
 @friendly
@@ -30,6 +30,7 @@ def bench(
     cache: Path = typer.Option(
         None, "--cache", help="Artifact cache shared between studies (default: OUT/cache)."
     ),
+    device: str | None = DeviceOpt,
 ) -> None:
     """Run a port study: train anchors and oracles, port, evaluate, write report.md/summary.json/figures."""
     from loraport.bench import load_study, run_study
@@ -44,6 +45,7 @@ def bench(
         workers=workers,
         dry_run=dry_run,
         cache=cache,
+        device=device,
         log=lambda s: console.print(s, highlight=False, markup=False),
     )
     if summary is not None:

@@ -66,3 +66,10 @@ TaskOpt = typer.Option(
     help="Task name (`loraport tasks list`), or a folder with train.jsonl + eval.jsonl, or a saved "
     "`datasets` folder.",
 )
+
+DeviceOpt = typer.Option(
+    None,
+    "--device",
+    help="Where models compute: auto (a GPU where torch sees one, else the CPU), cpu, cuda, cuda:N or "
+    "mps. Default: $LORAPORT_DEVICE, else auto.",
+)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from loraport.cli.common import console, friendly
+from loraport.cli.common import DeviceOpt, console, friendly
 
 STUDIES = ("quick", "demo")
 
@@ -24,11 +24,14 @@ def demo(
         None, "--out", help="Run folder (resumable); default runs/demo (runs/demo-synthetic)."
     ),
     workers: int = typer.Option(
-        None, "--workers", help="Cells side by side in worker processes (default 1; see `loraport bench --help`)."
+        None,
+        "--workers",
+        help="Cells side by side in worker processes (default 1; see `loraport bench --help`).",
     ),
     synthetic: bool = typer.Option(
         False, "--synthetic", help="Instead: the 30-second weight-space check on synthetic anchors."
     ),
+    device: str | None = DeviceOpt,
 ) -> None:
     """Build the zoo, train anchors and oracles, port held-out adapters, write the report."""
     if synthetic:
@@ -50,7 +53,11 @@ def demo(
     path = resources.files("loraport.bench").joinpath("studies", f"{study}.yaml")
     out = out or Path("runs/demo")
     run_study(
-        load_study(path), out, workers=workers, log=lambda s: console.print(s, highlight=False, markup=False)
+        load_study(path),
+        out,
+        workers=workers,
+        device=device,
+        log=lambda s: console.print(s, highlight=False, markup=False),
     )
     text = (out / "report.md").read_text()
     table = text[text.find("## Main table") : text.find("Method cells:")].strip()

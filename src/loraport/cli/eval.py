@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from loraport.cli.common import BaseModelOpt, TaskOpt, console, friendly
+from loraport.cli.common import BaseModelOpt, DeviceOpt, TaskOpt, console, friendly
 
 
 @friendly
@@ -24,6 +24,7 @@ def eval_cmd(
         help="Generation budget (default: from the reference answers' length, right for the zoo; "
         "give more for real models that explain before answering).",
     ),
+    device: str | None = DeviceOpt,
 ) -> None:
     """Evaluate with every scorer the task lists; prints accuracy and parse failures per scorer."""
     from rich.progress import Progress
@@ -40,6 +41,7 @@ def eval_cmd(
             n=limit,
             seed=seed,
             progress=lambda k: bar.advance(job, k),
+            device=device,
         )
     table = Table(title=f"{task} on {base}" + (f" + {adapter}" if adapter else ""))
     for col in ("scorer", "n", "correct", "invalid", "accuracy"):

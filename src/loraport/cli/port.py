@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from loraport.cli.common import AllowPickle, Force, console, friendly, method_options
+from loraport.cli.common import AllowPickle, DeviceOpt, Force, console, friendly, method_options
 
 
 @friendly
@@ -44,27 +44,30 @@ def port(
     seconds: float | None = typer.Option(None, "--seconds", help="distill: wall-clock budget in seconds."),
     force: bool = Force,
     allow_pickle: bool = AllowPickle,
+    device: str | None = DeviceOpt,
 ) -> None:
     """Port one adapter: through a fitted --map, or --anchors + --method, or a method that needs no
     anchors (copy, align), or a behaviour method (spanfit, distill) with --task."""
     from loraport.api import port as port_api
+    from loraport.device import use_device
 
     options = method_options(k, option)
     options.update({k: v for k, v in (("steps", steps), ("seconds", seconds)) if v is not None})
-    path = port_api(
-        adapter,
-        target_base,
-        out,
-        map_dir=map_dir,
-        anchors=anchors,
-        method=method,
-        options=options,
-        seed=seed,
-        force=force,
-        allow_pickle=allow_pickle,
-        source_base=source_base,
-        task=task,
-        prompts=prompts,
-        init=init,
-    )
+    with use_device(device):
+        path = port_api(
+            adapter,
+            target_base,
+            out,
+            map_dir=map_dir,
+            anchors=anchors,
+            method=method,
+            options=options,
+            seed=seed,
+            force=force,
+            allow_pickle=allow_pickle,
+            source_base=source_base,
+            task=task,
+            prompts=prompts,
+            init=init,
+        )
     console.print(f"wrote {path}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from loraport.cli.common import BaseModelOpt, Force, TaskOpt, console, friendly
+from loraport.cli.common import BaseModelOpt, DeviceOpt, Force, TaskOpt, console, friendly
 
 
 @friendly
@@ -28,6 +28,7 @@ def train(
     max_length: int = typer.Option(256, "--max-length"),
     seed: int = typer.Option(0, "--seed"),
     force: bool = Force,
+    device: str | None = DeviceOpt,
 ) -> None:
     """Train a LoRA adapter (deterministic for a seed; one checkpoint per epoch)."""
     import json
@@ -52,7 +53,7 @@ def train(
     except ValidationError as e:
         err = e.errors()[0]
         raise LoraportError(f"recipe field {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
-    path = train_lora(base, task, recipe, out=out, force=force)
+    path = train_lora(base, task, recipe, out=out, force=force, device=device)
     log = json.loads((path / LOG_NAME).read_text())
     console.print(
         f"{path}: {log['steps']} steps in {log['seconds']} s ({log['steps_per_second']} step/s), "

@@ -8,6 +8,8 @@ from functools import lru_cache
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from loraport.device import module_device
+
 
 @lru_cache(maxsize=8)
 def _newline_ids(tokenizer) -> frozenset[int]:
@@ -21,6 +23,8 @@ class StopOnTokens(StoppingCriteria):
         self.ids = torch.tensor(sorted(ids), dtype=torch.long)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw) -> torch.Tensor:
+        if self.ids.device != input_ids.device:
+            self.ids = self.ids.to(input_ids.device)
         return torch.isin(input_ids[:, -1], self.ids)
 
 
@@ -55,6 +59,7 @@ def generate(
     if stop_at_newline:
         stops.append(StopOnTokens(_newline_ids(tokenizer)))
     out: list[str] = [""] * len(prompts)
+    device = module_device(model)
     for lo in range(0, len(order), batch):
         rows = order[lo : lo + batch]
         width = max(len(encoded[i]) for i in rows)
@@ -65,8 +70,8 @@ def generate(
             ids[r, width - len(seq) :] = torch.tensor(seq)
             mask[r, width - len(seq) :] = 1
         gen = model.generate(
-            input_ids=ids,
-            attention_mask=mask,
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
             max_new_tokens=max_new_tokens,
             do_sample=False,
             eos_token_id=eos,
@@ -99,6 +104,7 @@ def continuation_logprobs(
     cont = tokenizer([x for _, x in pairs], add_special_tokens=False)["input_ids"]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     out: list[tuple[float, int]] = []
+    device = module_device(model)
     for lo in range(0, len(pairs), batch):
         seqs = [ctx[i] + cont[i] for i in range(lo, min(lo + batch, len(pairs)))]
         width = max(len(s) for s in seqs)
@@ -107,6 +113,7 @@ def continuation_logprobs(
         for r, s in enumerate(seqs):
             ids[r, : len(s)] = torch.tensor(s)
             mask[r, : len(s)] = 1
+        ids, mask = ids.to(device), mask.to(device)
         logits = model(input_ids=ids, attention_mask=mask).logits.float()
         logp = torch.log_softmax(logits[:, :-1], dim=-1)
         for r in range(len(seqs)):
@@ -114,7 +121,7 @@ def continuation_logprobs(
             n_ctx, n_cont = len(ctx[i]), len(cont[i])
             if n_ctx == 0:
                 raise ValueError(f"empty context for continuation {pairs[i][1]!r}")
-            pos = torch.arange(n_ctx - 1, n_ctx - 1 + n_cont)
+            pos = torch.arange(n_ctx - 1, n_ctx - 1 + n_cont, device=device)
             tgt = ids[r, n_ctx : n_ctx + n_cont]
             out.append((float(logp[r, pos, tgt].sum()), n_cont))
     return out

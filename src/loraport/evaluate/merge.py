@@ -24,7 +24,7 @@ def merge_factors(model: torch.nn.Module, modules: dict[str, LowRank], label: st
             raise AdapterError(
                 f"{label}: module {name} has ΔW {lr.shape}, the base's weight is {tuple(target.weight.shape)}"
             )
-        target.weight += (lr.B @ lr.A).to(target.weight.dtype)
+        target.weight += (lr.B @ lr.A).to(target.weight.device, target.weight.dtype)
 
 
 def merge_adapter(model: torch.nn.Module, adapter: str | os.PathLike[str] | Adapter) -> dict[str, Any]:

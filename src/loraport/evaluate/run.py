@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from loraport.device import module_device
 from loraport.errors import TaskError
 from loraport.evaluate.generate import continuation_logprobs, generate
 from loraport.io import atomic_file
@@ -180,13 +181,15 @@ def evaluate(
     batch: int = 64,
     progress=None,
     max_new: int | None = None,
+    device: str | None = None,
 ) -> EvalResult:
-    """Load `base` (+ `adapter`, merged), draw `n` eval items of `task` and score them."""
+    """Load `base` (+ `adapter`, merged) on `device` (None: the current one), draw `n` eval items of
+    `task` and score them."""
     from loraport.evaluate.merge import merge_adapter
     from loraport.models import load_model
 
     task = resolve_task(task) if isinstance(task, str | os.PathLike) else task
-    model, tokenizer, ref = load_model(base)
+    model, tokenizer, ref = load_model(base, device=device)
     if tokenizer is None:
         raise TaskError(f"base {base}: has no tokenizer, so it cannot be evaluated on text")
     adapter_prov = merge_adapter(model, adapter) if adapter is not None else None
@@ -211,5 +214,6 @@ def evaluate(
         "eval_seed": seed,
         "n": len(items),
         "torch": torch.__version__,
+        "device": str(module_device(model)),
     }
     return result

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from loraport.device import resolve_device
 from loraport.errors import ModelLoadError
 from loraport.models.gguf import check_tied, ensure_converted
 from loraport.models.resolve import ModelRef, one_line, resolve_model
@@ -34,14 +35,17 @@ def load_model(
     dtype: torch.dtype | str = torch.float32,
     allow_pickle: bool = False,
     tokenizer: bool = True,
+    device: str | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase | None, ModelRef]:
     """Load a causal LM (in eval mode), its tokenizer (None when the checkpoint has none) and its ref.
+    The model is on `device` (None: the current one, see `loraport.device`).
 
     A GGUF spec is converted once into the cache (see `loraport.models.gguf`) and then loaded
     from there. Only safetensors weights are read unless `allow_pickle=True`. Every parameter must
     come from the checkpoint (nothing silently random-initialised), and tied embeddings are checked
     to share one tensor. Never touches the network. Errors are one-line ModelLoadErrors.
     """
+    where = resolve_device(device)  # an unusable device fails before the weights are read
     ref = ensure_converted(resolve_model(spec))
     folder = ref.path
     _check_weights(folder, allow_pickle)
@@ -75,6 +79,8 @@ def load_model(
     if mismatched:
         raise ModelLoadError(f"{folder}: {len(mismatched)} weight(s) do not match the config's shapes")
     check_tied(model, folder)
+    if where != "cpu":
+        model.to(where)
     model.eval()
     tok = _load_tokenizer(folder) if tokenizer else None
     return model, tok, ref

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from loraport.device import module_device
 from loraport.errors import MethodError
 from loraport.tasks.corpus import pretraining_corpus
 
@@ -109,7 +110,7 @@ def capture(
     got_out: dict[str, torch.Tensor] = {}
 
     def rows(t: torch.Tensor) -> torch.Tensor:
-        return t.reshape(-1, t.shape[-1])[flat].double()
+        return t.reshape(-1, t.shape[-1])[flat.to(t.device)].cpu().double()
 
     def hook(name: str):
         def fn(module: torch.nn.Module, args: tuple, out: object) -> None:
@@ -123,7 +124,8 @@ def capture(
     handles = [model.get_submodule(n).register_forward_hook(hook(n)) for n in sorted(want_in | want_out)]
     try:
         with torch.no_grad():
-            model.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=False)
+            device = module_device(model)
+            model.get_decoder()(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
     finally:
         for h in handles:
             h.remove()

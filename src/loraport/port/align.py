@@ -40,6 +40,7 @@ from loraport import __version__
 from loraport.adapters import Adapter, LowRank, concat, load_adapter, refactor, save_adapter
 from loraport.adapters.lowrank import stack_rows
 from loraport.arch import Arch, ModuleInfo, Part, arch_for
+from loraport.device import resolve_device
 from loraport.errors import AdapterError, MethodError
 from loraport.io import read_tensor_dir, sha256_file, write_tensor_dir
 from loraport.port.activations import Encoded, capture, generic_texts, pair_tokens
@@ -220,14 +221,14 @@ def _links(ax: Arch, ay: Arch, lmap: list[int]) -> dict[Key, tuple[_Tap, _Tap, _
     return links
 
 
-def _load(base: Base) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
+def _load(base: Base, device: str | None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
     if isinstance(base, tuple):
         model, tok = base
         label = model.config.name_or_path or model.config.model_type
     else:
         from loraport.models import load_model
 
-        model, tok, _ = load_model(base)
+        model, tok, _ = load_model(base, device=device)
         label = str(base)
     if tok is None or not tok.is_fast:
         raise MethodError(f"align: base {label} has no fast tokenizer (character offsets pair the tokens)")
@@ -267,13 +268,14 @@ def fit_alignment(
     ridge: float = RIDGE,
     seed: int = 0,
     batch: int = 32,
+    device: str | None = None,
 ) -> Alignment:
     """Fit the layer map and the P/Q maps of `align` from the two bases on generic text:
     `texts` corpus lines drawn with `seed`, or the caller's own strings."""
     t0 = time.perf_counter()
     if ridge < 0 or batch < 1:
         raise MethodError(f"align: ridge={ridge} must be >= 0 and batch={batch} >= 1")
-    (mx, tx, lx), (my, ty, ly) = _load(source), _load(target)
+    (mx, tx, lx), (my, ty, ly) = _load(source, device), _load(target, device)
     ax, ay = arch_for(mx.config), arch_for(my.config)
     lines = generic_texts(texts, seed) if isinstance(texts, int) else [str(t) for t in texts]
     max_len = [min(512, getattr(m.config, "max_position_embeddings", None) or 512) for m in (mx, my)]
@@ -406,10 +408,11 @@ def align_port(
     seed: int = 0,
     force: bool = False,
     provenance: dict[str, Any] | None = None,
+    device: str | None = None,
 ) -> Path:
     """fit_alignment (memoised in-process on its arguments, since a study ports many adapters
     between the same two bases) + apply_alignment. The recorded cost counts the fit every time."""
-    al = cached_alignment(source, target, texts=texts, ridge=ridge, seed=seed)
+    al = cached_alignment(source, target, texts=texts, ridge=ridge, seed=seed, device=device)
     return apply_alignment(al, adapter, out, force=force, provenance=provenance)
 
 
@@ -420,11 +423,15 @@ def cached_alignment(
     texts: int | Sequence[str] = 256,
     ridge: float = RIDGE,
     seed: int = 0,
+    device: str | None = None,
 ) -> Alignment:
-    """fit_alignment, memoised in-process on its arguments."""
-    key = (str(source), str(target), texts if isinstance(texts, int) else tuple(texts), ridge, seed)
+    """fit_alignment, memoised in-process on its arguments (and the device it ran on)."""
+    where = resolve_device(device)
+    key = (str(source), str(target), texts if isinstance(texts, int) else tuple(texts), ridge, seed, where)
     if key not in _FITS:
-        _FITS[key] = fit_alignment(str(source), str(target), texts=texts, ridge=ridge, seed=seed)
+        _FITS[key] = fit_alignment(
+            str(source), str(target), texts=texts, ridge=ridge, seed=seed, device=where
+        )
     return _FITS[key]
 
 

@@ -33,6 +33,7 @@ def distill_port(
     seed: int = 0,
     force: bool = False,
     provenance: dict[str, Any] | None = None,
+    device: str | None = None,
 ) -> Path:
     """Train Y's LoRA on `answers` from `init` for `steps` steps (or until `seconds`) and write it.
     With an init adapter, its rank and alpha are kept (rank/alpha apply to a zero init)."""
@@ -58,7 +59,7 @@ def distill_port(
     init_seconds = float(init_cost.get("seconds", 0.0))
     init_data = init_cost.get("data", "none")
     data = "unlabeled prompts" + (f" + {init_data}" if init_data not in ("none", "") else "")
-    model, tokenizer, ref = load_model(target)
+    model, tokenizer, ref = load_model(target, device=device)
     if tokenizer is None:
         raise MethodError(f"target base {target}: has no tokenizer, so it cannot learn from text")
     items = encodable_items(tokenizer, answers)

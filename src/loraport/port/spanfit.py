@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from loraport.adapters import LowRank
+from loraport.device import module_device, to_device
 from loraport.errors import MethodError
 from loraport.port.anchors import AnchorsSpec
 from loraport.port.fitted import FittedMap, PortInputs, combine_port, fit_map, port_weights, save_port
@@ -33,13 +34,14 @@ class SpanHooks:
     """Adds Σ_j w_j ΔW_j x to the output of each hooked projection, with `w` a trainable vector."""
 
     def __init__(self, model: torch.nn.Module, anchors: dict[str, list[LowRank]], w0: torch.Tensor) -> None:
-        self.w = torch.nn.Parameter(w0.float().clone())
+        device = module_device(model)
+        self.w = torch.nn.Parameter(w0.float().clone().to(device))
         named = dict(model.named_modules())
         self.handles = []
         for name, parts in anchors.items():
-            A = torch.cat([p.A for p in parts], dim=0).float()  # (N·r, in)
-            B = torch.cat([p.B for p in parts], dim=1).float()  # (out, N·r)
-            ranks = torch.tensor([p.rank for p in parts])
+            A = torch.cat([p.A for p in parts], dim=0).float().to(device)  # (N·r, in)
+            B = torch.cat([p.B for p in parts], dim=1).float().to(device)  # (out, N·r)
+            ranks = torch.tensor([p.rank for p in parts], device=device)
             self.handles.append(named[name].register_forward_hook(self._hook(A, B, ranks)))
 
     def _hook(self, A: torch.Tensor, B: torch.Tensor, ranks: torch.Tensor):
@@ -84,7 +86,8 @@ def fit_span_weights(
         return w0.double().clone(), {"kept": "ridge start (no usable teacher answers)", "items": 0}
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     examples = encode_examples(tokenizer, items, 256, "spanfit teacher answers")
-    fixed = [collate(examples[i : i + batch], pad) for i in range(0, len(examples), batch)]
+    device = module_device(model)
+    fixed = [to_device(collate(examples[i : i + batch], pad), device) for i in range(0, len(examples), batch)]
     hooks = SpanHooks(model, anchors, w0)
     model.eval()
     try:
@@ -93,12 +96,12 @@ def fit_span_weights(
         rng = np.random.default_rng(seed)
         for _ in range(steps):
             idx = rng.choice(len(examples), size=min(batch, len(examples)), replace=False)
-            loss = model(**collate([examples[i] for i in idx], pad)).loss
+            loss = model(**to_device(collate([examples[i] for i in idx], pad), device)).loss
             opt.zero_grad()
             loss.backward()
             opt.step()
         end_loss = _objective(model, fixed)
-        w = hooks.w.detach().double().clone()
+        w = hooks.w.detach().double().cpu().clone()
     finally:
         hooks.remove()
     kept = end_loss <= start_loss
@@ -129,6 +132,7 @@ def spanfit_port(
     force: bool = False,
     provenance: dict[str, Any] | None = None,
     fmap: FittedMap | None = None,
+    device: str | None = None,
 ) -> Path:
     """Fit global_ridge on the anchors (or take `fmap`, a fitted global_ridge map), then fit the
     weights on the teacher's answers, and write the port."""
@@ -140,7 +144,7 @@ def spanfit_port(
         raise MethodError(f"spanfit starts from a global_ridge map, not {fmap.method!r}")
     inputs: PortInputs = port_weights(fmap, adapter, verify_anchors=False)
     w0 = next(iter(inputs.weights.values()))
-    model, tokenizer, _ = load_model(fmap.target_base)
+    model, tokenizer, _ = load_model(fmap.target_base, device=device)
     sy = inputs.target_side
     anchors = {name: [y.lowrank(name) for y in inputs.ys] for name in sy.modules}
     items = encodable_items(tokenizer, answers)

@@ -95,8 +95,10 @@ def teach(
     *,
     max_new_tokens: int = 64,
     batch: int = 64,
+    device: str | None = None,
 ) -> Answers:
-    """X + X adapter answers `prompts` greedily (one line each, as in evaluation)."""
+    """X + X adapter answers `prompts` greedily (one line each, as in evaluation), on `device`
+    (None: the current one)."""
     from loraport.evaluate.generate import generate
     from loraport.evaluate.merge import merge_adapter
     from loraport.models import load_model
@@ -104,7 +106,7 @@ def teach(
     if not prompts:
         raise MethodError("the teacher needs at least one prompt")
     start = time.perf_counter()
-    model, tokenizer, ref = load_model(source)
+    model, tokenizer, ref = load_model(source, device=device)
     if tokenizer is None:
         raise MethodError(f"source base {source}: has no tokenizer, so it cannot answer prompts")
     adapter_prov = merge_adapter(model, adapter)

@@ -109,6 +109,7 @@ def _summary(meta, tasks, agg, usable, records) -> dict[str, Any]:
                 "torch",
                 "bases",
                 "executor",
+                "device",
                 "seconds",
                 "cells",
                 "computed",
@@ -309,7 +310,7 @@ def _markdown(meta, tasks, agg, usable, records, summary) -> str:
         "",
         "## Provenance",
         "",
-        f"loraport {meta['loraport_version']}, Python {meta['python']}, executor {meta['executor']}, {meta['seconds']} s wall; cells {meta['cells']}, computed this run {meta['computed']}. Recipe: `{json.dumps(study['recipe'])}`.",
+        f"loraport {meta['loraport_version']}, Python {meta['python']}, executor {meta['executor']} on {meta.get('device') or 'cpu'}, {meta['seconds']} s wall; cells {meta['cells']}, computed this run {meta['computed']}. Recipe: `{json.dumps(study['recipe'])}`.",
         "",
     ]
     L += [

@@ -26,6 +26,7 @@ import torch
 from loraport import __version__
 from loraport.adapters import LowRank, refactor, write_adapter_files
 from loraport.arch import arch_for
+from loraport.device import module_device, to_device
 from loraport.errors import TaskError
 from loraport.io import atomic_dir, check_output
 from loraport.tasks import Item, Task, resolve_task
@@ -61,8 +62,8 @@ def lora_factors(peft_model: torch.nn.Module) -> dict[str, LowRank]:
     for name, module in peft_model.named_modules():
         if isinstance(module, LoraLayer) and "default" in module.lora_A:
             scale = module.scaling["default"]
-            A = module.lora_A["default"].weight.detach().float().clone()
-            B = module.lora_B["default"].weight.detach().float().clone() * scale
+            A = module.lora_A["default"].weight.detach().float().cpu().clone()
+            B = module.lora_B["default"].weight.detach().float().cpu().clone() * scale
             out[name.removeprefix("base_model.model.")] = LowRank(B, A)
     return out
 
@@ -111,10 +112,12 @@ def train_on_items(
         np.random.default_rng([recipe.seed, e]).permutation(len(examples)) for e in range(-(-planned // spe))
     ]
 
+    device = module_device(model)
+
     def batches(step: int) -> dict[str, torch.Tensor]:
         epoch, k = divmod(step, spe)
         idx = orders[epoch][k * recipe.batch : (k + 1) * recipe.batch]
-        return collate([examples[i] for i in idx], pad)
+        return to_device(collate([examples[i] for i in idx], pad), device)
 
     snapshots: list[dict[str, LowRank]] = []
     losses: list[float] = []
@@ -193,14 +196,16 @@ def train_lora(
     out: str | os.PathLike[str],
     force: bool = False,
     progress: bool = True,
+    device: str | None = None,
 ) -> Path:
-    """Train one LoRA of `recipe` for `task` on `base` and write it (with checkpoints and log) to `out`."""
+    """Train one LoRA of `recipe` for `task` on `base` and write it (with checkpoints and log) to `out`.
+    Training runs on `device` (None: the current one, see `loraport.device`)."""
     from loraport.models import load_model
 
     recipe = recipe or Recipe()
     check_output(out, force)
     task = resolve_task(task) if isinstance(task, str | os.PathLike) else task
-    model, tokenizer, ref = load_model(base)
+    model, tokenizer, ref = load_model(base, device=device)
     if tokenizer is None:
         raise TaskError(f"base {base}: has no tokenizer, so it cannot be trained on text")
     items = task.items("train", recipe.examples, seed=recipe.seed)
@@ -242,6 +247,7 @@ def train_lora(
                 "python": platform.python_version(),
                 "torch": torch.__version__,
                 "threads": torch.get_num_threads(),
+                "device": str(module_device(model)),
             },
         }
         (tmp / LOG_NAME).write_text(json.dumps(log, indent=1) + "\n")
