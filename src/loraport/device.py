@@ -81,10 +81,13 @@ def to_device(batch: Mapping[str, Any], device: torch.device | str) -> dict[str,
 @contextlib.contextmanager
 def deterministic(device: str) -> Iterator[None]:
     """On a GPU, PyTorch's deterministic algorithms for the block (the default ones use atomics whose
-    order varies between runs); on CPU nothing changes. Restores the previous setting."""
+    order varies between runs) and attention by the plain math kernel (the fused kernels' backward
+    passes are not deterministic); on CPU nothing changes. Restores the previous settings."""
     if not device.startswith("cuda"):
         yield
         return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     before = (
         torch.are_deterministic_algorithms_enabled(),
@@ -92,6 +95,7 @@ def deterministic(device: str) -> Iterator[None]:
     )
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        yield
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])

@@ -26,8 +26,8 @@ def biased_model(folder, favour: dict[str, float]):
         for text, value in favour.items():
             (tid,) = tok(text, add_special_tokens=False)["input_ids"]
             head.bias[tid] = value
-    model.lm_head = head
-    return model, tok, torch.log_softmax(head.bias.detach(), -1)
+    model.lm_head = head.to(model.device)
+    return model, tok, torch.log_softmax(head.bias.detach().cpu(), -1)
 
 
 def test_loglik_ranking_follows_known_preferences(mini_zoo):

@@ -54,7 +54,7 @@ def tiny_gguf(zoo, tmp_path_factory) -> Path:
 
 def _logits(model, ids):
     with torch.no_grad():
-        return model(ids).logits
+        return model(ids.to(model.device)).logits.cpu()
 
 
 def _one_line_error(excinfo, *needles: str) -> str:

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from loraport.adapters import LowRank, load_adapter
 from loraport.cli.main import app
+from loraport.device import module_device, to_device
 from loraport.errors import MethodError
 from loraport.models import load_config, load_model
 from loraport.port import AnchorPair, AnchorsSpec, fit_map, port_weights
@@ -78,7 +79,8 @@ def _loss_at(model, tok, items, anchors, w):
     ex = encode_examples(tok, items, 256, "t")
     hooks = SpanHooks(model, anchors, w)
     try:
-        return _objective(model, [collate(ex[i : i + 8], pad) for i in range(0, len(ex), 8)])
+        dev = module_device(model)
+        return _objective(model, [to_device(collate(ex[i : i + 8], pad), dev) for i in range(0, len(ex), 8)])
     finally:
         hooks.remove()
 
