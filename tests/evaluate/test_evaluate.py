@@ -97,6 +97,7 @@ def test_merged_adapter_matches_peft(mini_zoo, tmp_path):
 
     ids = torch.tensor([[5, 9, 12, 30, 7]])
     ours, _, _ = load_model(mini_zoo["y"])
+    ids = ids.to(ours.device)
     merge_adapter(ours, out)
     peft = PeftModel.from_pretrained(load_model(mini_zoo["y"])[0], str(out))
     with torch.no_grad():
