@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -8,10 +9,9 @@ import yaml
 from loraport.bench import load_study, run_study
 
 
-@pytest.fixture(scope="session")
-def mini_study(mini_zoo, tmp_path_factory) -> Path:
-    """A study small enough for CI: 3 anchors, 2 held-out tasks, mean + Top-K (K 2, 3), N in {2, 3},
-    2 seeds, on the mini zoo."""
+def write_mini_spec(mini_zoo, folder: Path, **changes: Any) -> Path:
+    """A study on the mini zoo small enough for CI (3 anchors, 2 held-out tasks, N in {2, 3}, 12
+    eval items), with `changes` applied to its fields; written to folder/study.yaml."""
     spec = {
         "name": "mini",
         "source": str(mini_zoo["x"]),
@@ -25,10 +25,17 @@ def mini_study(mini_zoo, tmp_path_factory) -> Path:
         "eval": {"n": 12},
         "scorers": {"sci_which": "loglik_choice"},
         "usable_threshold": 0.0,
+        **changes,
     }
-    path = tmp_path_factory.mktemp("study") / "mini.yaml"
+    path = folder / "study.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
+
+
+@pytest.fixture(scope="session")
+def mini_study(mini_zoo, tmp_path_factory) -> Path:
+    """mean + Top-K (K 2, 3), 2 seeds."""
+    return write_mini_spec(mini_zoo, tmp_path_factory.mktemp("study"))
 
 
 @pytest.fixture(scope="session")
@@ -41,28 +48,18 @@ def full_run(mini_study, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def behaviour_spec(mini_zoo, tmp_path_factory) -> Path:
-    """A mini study with every behaviour method and both controls."""
-    spec = {
-        "name": "mini-behaviour",
-        "source": str(mini_zoo["x"]),
-        "target": str(mini_zoo["y"]),
-        "anchors": ["math_add", "math_sub", "sci_color"],
-        "heldout": ["math_sum_more", "sci_which"],
-        "methods": {
+    """Every behaviour method and both controls, one seed."""
+    return write_mini_spec(
+        mini_zoo,
+        tmp_path_factory.mktemp("behaviour-study"),
+        name="mini-behaviour",
+        methods={
             "mean": {},
             "global_ridge": {},
             "align": {"texts": 128},
             "spanfit": {"prompts": 16, "steps": 2, "max_new_tokens": 6},
             "distill": {"init": ["zero", "global_ridge"], "prompts": 16, "steps": 2, "max_new_tokens": 6},
         },
-        "n_anchors": [2, 3],
-        "seeds": [0],
-        "recipe": {"rank": 2, "alpha": 4, "epochs": 1, "examples": 8, "batch": 8, "lr": 0.05},
-        "eval": {"n": 12},
-        "scorers": {"sci_which": "loglik_choice"},
-        "usable_threshold": 0.0,
-        "controls": {"shuffled": True, "random": "global_ridge"},
-    }
-    path = tmp_path_factory.mktemp("behaviour-study") / "s.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
+        seeds=[0],
+        controls={"shuffled": True, "random": "global_ridge"},
+    )
