@@ -34,7 +34,6 @@ class Plan:
     conditions: dict[str, dict[str, Any]]  # record name -> condition fields + "eval" key
     skipped: list[str]
     fingerprints: dict[str, str] = field(default_factory=dict)  # base spec -> weights sha256
-    device: str = "cpu"  # where the cells compute
 
     def by_kind(self, kind: str) -> list[Cell]:
         return [c for c in self.cells.values() if c.kind == kind]
@@ -219,4 +218,4 @@ def make_plan(study: Study, fingerprints: dict[str, str], device: str = "cpu") -
                                 "eval": evaluate("target", task, sk),
                                 "port": sk,
                             }
-    return Plan(cells, conditions, sorted(set(skipped)), dict(fingerprints), device)
+    return Plan(cells, conditions, sorted(set(skipped)), dict(fingerprints))
