@@ -155,6 +155,17 @@ def test_dry_run_computes_nothing(mini_study, tmp_path):
     assert not (tmp_path / "d").exists()
 
 
+def test_dry_run_on_a_fresh_machine_builds_no_zoo_base(tmp_path, monkeypatch):
+    monkeypatch.setenv("LORAPORT_CACHE", str(tmp_path / "empty"))
+    quick = Path(__file__).parents[2] / "studies" / "quick.yaml"
+    r = CliRunner().invoke(app, ["bench", str(quick), "--out", str(tmp_path / "d"), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "zoo base tiny-qwen2-x is not built yet" in r.output
+    assert "zoo base tiny-llama-y is not built yet" in r.output
+    assert "train: 22 cells, 0 cached, 22 to compute" in r.output
+    assert not (tmp_path / "empty" / "zoo").exists() and not (tmp_path / "d").exists()
+
+
 def test_a_bad_worker_count_fails_before_any_work(mini_study, tmp_path):
     r = CliRunner().invoke(app, ["bench", str(mini_study), "--out", str(tmp_path / "w"), "--workers", "0"])
     assert r.exit_code != 0 and "workers=0: need an integer >= 1" in r.output

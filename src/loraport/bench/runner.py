@@ -29,13 +29,19 @@ from loraport.parallel import check_workers
 STAGES = ("train", "teach", "port", "distill", "control", "eval")
 
 
-def plan_study(study: Study, device: str = "cpu") -> Plan:
+def plan_study(study: Study, device: str = "cpu", build: bool = True) -> Plan:
+    """The study's cells. Cache keys need the bases' weight fingerprints, so zoo bases are built
+    first; with build=False an unbuilt zoo base gets a placeholder fingerprint instead (its cells
+    then match nothing in any cache: they are all still to compute)."""
     from loraport.models import resolve_model
-    from loraport.zoo import build_many, zoo_specs
+    from loraport.zoo import build_many, is_built, zoo_specs
 
-    build_many([s for s in (study.source, study.target) if s in zoo_specs()])  # where cores allow, at once
-
-    fps = {spec: resolve_model(spec).fingerprint for spec in (study.source, study.target)}
+    bases = (study.source, study.target)
+    unbuilt = [s for s in bases if s in zoo_specs() and not is_built(s)]
+    if build:
+        build_many(unbuilt)  # where cores allow, at once
+        unbuilt = []
+    fps = {s: f"unbuilt:{s}" if s in unbuilt else resolve_model(s).fingerprint for s in bases}
     return make_plan(study, fps, device)
 
 
@@ -60,7 +66,7 @@ def run_study(
     device = resolve_device(device)  # auto: a GPU where torch sees one
     start = time.perf_counter()
     store = Store(run_dir, cache)
-    plan = plan_study(study, device)
+    plan = plan_study(study, device, build=not dry_run)
     todo = {k: [c for c in plan.by_kind(k) if not store.has(k, c.key)] for k in STAGES}
     for k in STAGES:
         total = len(plan.by_kind(k))
@@ -69,6 +75,9 @@ def run_study(
         log(f"device: {device} (cells keyed apart from CPU results)")
     for reason in plan.skipped:
         log(f"skipped: {reason}")
+    for spec, fp in plan.fingerprints.items():
+        if fp.startswith("unbuilt:"):
+            log(f"zoo base {spec} is not built yet: a run builds it first (125 s each, measured on 2 cores)")
     if dry_run:
         return None
     store.root.mkdir(parents=True, exist_ok=True)
