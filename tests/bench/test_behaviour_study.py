@@ -65,6 +65,12 @@ def test_controls_are_planned_and_reported(behaviour_run):
     report = (behaviour_run / "report.md").read_text()
     assert "## What each method needs and costs" in report and "## Controls" in report
     assert "Teacher ceiling" in report
+    assert "Controls were run, but no usable task gives a method-versus-control comparison." in report
+    assert summary["shuffled_sources"] == {"math_sum_more": "sci_which", "sci_which": "math_sum_more"}
+    assert (
+        "task ← the X adapter its controls ported): math_sum_more ← sci_which, sci_which ← math_sum_more."
+        in report
+    )
     assert (behaviour_run / "figures" / "cost_quality.png").is_file()
 
 

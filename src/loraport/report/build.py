@@ -51,6 +51,10 @@ def build_report(run_dir: str | Path) -> dict[str, Any]:
         {k: v for k, v in r.items() if k != "per_task"} for r in full if is_control(r["variant"])
     ]
     summary["teacher_ceiling"] = teacher_ceiling(tasks)
+    # which X adapter each task's shuffled-source controls ported
+    summary["shuffled_sources"] = {
+        r["task"]: r["shuffled_from"] for r in records if r.get("control") == "shuffled"
+    }
     summary["costs"] = costs(records)
     with atomic_file(run_dir / "summary.json") as fh:
         json.dump(summary, fh, indent=1, sort_keys=True)
@@ -382,6 +386,11 @@ def _ladder(agg, summary, study, n_top) -> list[str]:
             "from another domain, so it does not share the task's answer format); "
             "random: a random direction with the same per-module norms as the method's port.",
         ]
+    elif summary["control_aggregates"]:
+        L.append("Controls were run, but no usable task gives a method-versus-control comparison.")
     else:
         L.append("No controls were planned (study field `controls`).")
+    if summary["shuffled_sources"]:
+        pairs = ", ".join(f"{t} ← {o}" for t, o in sorted(summary["shuffled_sources"].items()))
+        L += ["", f"Shuffled sources (task ← the X adapter its controls ported): {pairs}."]
     return L
