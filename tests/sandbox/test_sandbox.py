@@ -287,3 +287,54 @@ def test_bad_arguments_name_the_value():
 def test_isolation_report(iso):
     assert set(iso) >= {"uid_switch", "namespaces", "readonly_fs", "interpreter"}
     assert iso["uid_switch"] == (os.geteuid() == 0)
+
+
+def test_a_sandbox_uid_belongs_to_one_process_at_a_time(tmp_path, monkeypatch):
+    """Bench workers are separate processes that each run programs: a uid one of them holds is
+    never handed to another (the lock is the kernel's, so it also goes when the holder dies)."""
+    import subprocess
+    import sys
+
+    from loraport.sandbox import runner
+
+    locks = tmp_path / "locks"
+    monkeypatch.setattr(runner, "_UID_LOCKS", locks)
+    probe = (
+        "import sys; from pathlib import Path; from loraport.sandbox import runner; "
+        "runner._UID_LOCKS = Path(sys.argv[1]); print(runner._claim(60999) is not None)"
+    )
+
+    def other_process_gets_it() -> bool:
+        out = subprocess.run([sys.executable, "-c", probe, str(locks)], capture_output=True, text=True)
+        return out.stdout.strip() == "True"
+
+    fd = runner._claim(60999)
+    assert fd is not None and not other_process_gets_it()
+    os.close(fd)
+    assert other_process_gets_it()
+    assert oct(locks.stat().st_mode & 0o777) == "0o700"
+
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    monkeypatch.setattr(runner, "_UID_LOCKS", tmp_path / "link")
+    with pytest.raises(SandboxError, match="not a private folder"):
+        runner._claim(60999)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a process as a sandbox uid")
+def test_nothing_of_a_run_survives_under_its_uid():
+    import subprocess
+    import threading
+
+    from loraport.sandbox import runner
+
+    uid = 60998
+    procs = [subprocess.Popen(["sleep", "30"], user=uid, group=uid) for _ in range(3)]
+    reapers = [threading.Thread(target=p.wait) for p in procs]  # what the namespace's init would do
+    for t in reapers:
+        t.start()
+    assert len(runner._processes_of(uid)) == 3
+    assert runner._reap(uid) is True
+    assert runner._processes_of(uid) == {} and all(p.returncode == -9 for p in procs)
+    for t in reapers:
+        t.join()

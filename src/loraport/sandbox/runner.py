@@ -158,7 +158,10 @@ class Limits:
 
 _state_lock = threading.Lock()
 _ns_cache: dict[bool, int] = {}
-_uids_in_use: set[int] = set()
+_uids_in_use: dict[int, int] = {}  # uid -> the descriptor holding its lock file
+#: Lock files that make a sandbox uid one run's alone across every process on the machine (bench
+#: workers each run programs): an flock, dropped by the kernel when its process dies. Root only.
+_UID_LOCKS = Path("/run/loraport-sandbox-uids")
 
 
 def _is_root() -> bool:
@@ -179,20 +182,94 @@ def _id_taken(uid: int) -> bool:
         return False
 
 
+def _lock_dir() -> Path:
+    """The uid lock folder, made root-only; anything else at its path is refused, not followed."""
+    try:
+        _UID_LOCKS.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.lstat(_UID_LOCKS)
+    except OSError as exc:
+        raise SandboxError(f"cannot make the sandbox uid lock folder {_UID_LOCKS}: {exc}") from exc
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise SandboxError(f"{_UID_LOCKS}: not a private folder of this user; remove it")
+    return _UID_LOCKS
+
+
+def _claim(uid: int) -> int | None:
+    """A descriptor holding `uid`'s lock when no other process holds it, else None."""
+    import fcntl
+
+    fd = os.open(_lock_dir() / str(uid), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 def _acquire_uid() -> int:
     offset = (os.getpid() * 37) % _UID_SLOTS
     with _state_lock:
         for i in range(_UID_SLOTS):
             uid = _FIRST_UID + (offset + i) % _UID_SLOTS
-            if uid not in _uids_in_use and not _id_taken(uid):
-                _uids_in_use.add(uid)
+            if uid in _uids_in_use or _id_taken(uid):
+                continue
+            fd = _claim(uid)
+            if fd is not None:
+                _uids_in_use[uid] = fd
                 return uid
     raise SandboxError(f"no free sandbox uid in {_FIRST_UID}..{_FIRST_UID + _UID_SLOTS - 1}")
 
 
 def _release_uid(uid: int) -> None:
+    """Let `uid` serve another run, once nothing of this one runs under it any more. A uid that
+    still has processes (say zombies nobody reaps) stays claimed by this process: they would count
+    against the next run's process limit."""
+    if not _reap(uid):
+        return
     with _state_lock:
-        _uids_in_use.discard(uid)
+        fd = _uids_in_use.pop(uid, None)
+    if fd is not None:
+        os.close(fd)  # drops the lock
+
+
+def _processes_of(uid: int) -> dict[int, str]:
+    """pid -> state letter of every process whose owner is `uid`."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != uid:
+                continue
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                found[int(entry)] = fh.read().rsplit(b")", 1)[1].split()[0].decode()
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def _reap(uid: int, within_s: float = 5.0) -> bool:
+    """SIGKILL whatever still runs under a finished run's uid and wait until nothing is left; True
+    then. A PID namespace's teardown normally leaves nothing, but it finishes asynchronously when
+    the bootstrap itself was killed, and without a PID namespace a daemonised child survives.
+    False when only unreaped zombies remain (after a short grace) or the time is up."""
+    deadline = time.monotonic() + within_s
+    grace = time.monotonic() + 0.5
+    while True:
+        procs = _processes_of(uid)
+        live = [pid for pid, state in procs.items() if state != "Z"]
+        if not procs:
+            return True
+        now = time.monotonic()
+        if now >= deadline or (not live and now >= grace):
+            return False
+        for pid in live:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.005)
 
 
 def _ns_candidates(root: bool) -> list[int]:
