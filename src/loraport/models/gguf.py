@@ -295,12 +295,13 @@ def _convert_into(path: Path, out: Path) -> dict[str, Any]:
     tied = check_tied(model, path)
     model.save_pretrained(out)
 
-    tokenizer_error = None
+    tokenizer_error, special = None, {}
     t0 = time.perf_counter()
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             str(path.parent), gguf_file=path.name, local_files_only=True
         )
+        special = _set_special_tokens(tokenizer, path)
         tokenizer.save_pretrained(out)
     except Exception as exc:
         tokenizer_error = one_line(exc)
@@ -312,7 +313,35 @@ def _convert_into(path: Path, out: Path) -> dict[str, Any]:
         "tokenizer_seconds": round(time.perf_counter() - t0, 2),
         "tokenizer": tokenizer_error is None,
         "tokenizer_error": tokenizer_error,
+        "special_tokens_set": special,
     }
+
+
+#: GGUF metadata keys of the special tokens a tokenizer must agree with, by tokenizer attribute.
+_SPECIAL_KEYS = {
+    "bos": "tokenizer.ggml.bos_token_id",
+    "eos": "tokenizer.ggml.eos_token_id",
+    "pad": "tokenizer.ggml.padding_token_id",
+}
+
+
+def _set_special_tokens(tokenizer: Any, path: Path) -> dict[str, int]:
+    """Make the tokenizer's BOS/EOS/PAD the ones the GGUF's metadata names (transformers 5.17's GGUF
+    tokenizer conversion dropped a llama GGUF's EOS id, 5.23's keeps it); returns what it changed."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(path).fields
+    changed = {}
+    for attr, key in _SPECIAL_KEYS.items():
+        field = fields.get(key)
+        if field is None or not field.data:
+            continue
+        tid = int(field.parts[field.data[0]][0])
+        if not 0 <= tid < len(tokenizer) or getattr(tokenizer, f"{attr}_token_id") == tid:
+            continue
+        setattr(tokenizer, f"{attr}_token", tokenizer.convert_ids_to_tokens(tid))
+        changed[attr] = tid
+    return changed
 
 
 def check_tied(model: Any, where: str | os.PathLike[str]) -> bool:
