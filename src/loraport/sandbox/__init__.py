@@ -31,6 +31,10 @@ What it does (Linux):
   the same through an unprivileged user namespace, where the kernel allows one.
 - If the interpreter is not readable by other users (e.g. under /root), its prefix is bind-mounted
   read-only into the mount namespace so the unprivileged program can run it.
+- `run_many` runs programs in batches where it can (root, with a PID namespace): one sandbox start
+  (bootstrap, namespaces, mounts) for up to `batch.CHUNK` programs, each still in a fresh
+  interpreter with its own work dir, IPC namespace, limits and wall clock, and everything it left
+  running killed before the next starts (`loraport.sandbox.batch`). `batch=False` turns it off.
 - In the program itself, socket creation is replaced by a function that raises PermissionError,
   so networking fails even where no network namespace was available.
 
@@ -46,14 +50,24 @@ untrusted code, so a deliberately malicious program can forge it; generated code
 sys.exit or os._exit early is caught by it.
 """
 
+from loraport.sandbox.batch import batchable, run_batch, run_many
 from loraport.sandbox.runner import (
     OUTCOMES,
     Limits,
     Outcome,
     SandboxResult,
     isolation,
-    run_many,
     run_program,
 )
 
-__all__ = ["OUTCOMES", "Limits", "Outcome", "SandboxResult", "isolation", "run_many", "run_program"]
+__all__ = [
+    "OUTCOMES",
+    "Limits",
+    "Outcome",
+    "SandboxResult",
+    "batchable",
+    "isolation",
+    "run_batch",
+    "run_many",
+    "run_program",
+]

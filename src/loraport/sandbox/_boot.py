@@ -17,6 +17,14 @@ has no handler for), and its parent is a process it may not signal. The bootstra
 SIGTERM (the parent's timeout) makes it SIGKILL the init. Setup failures are reported on the status
 pipe, which is closed on exec, so the untrusted program cannot write to it.
 
+Batch mode (cfg["batch"], only with a PID namespace): the init runs many programs one after another
+instead of one. Each gets a fresh work dir of its own (a subfolder of the batch folder), its own IPC
+namespace, stdout / stderr / result files that only the init can reach, and its own wall clock,
+enforced by the init; when it ends the init SIGKILLs everything else in the PID namespace (kill(-1)
+from PID 1 spares only the init itself), reaps it all, empties /dev/shm and removes the work dir,
+so nothing of one program is left for the next. One status line per program:
+"done <index> <raw wait status or -> <timed out 0/1> <wall seconds>".
+
 The config is a hex-encoded marshal dump of a dict (it comes from the trusted parent; marshal and the
 plain-text status lines keep json, and with it re and enum, out of this interpreter's start-up).
 Status lines: "ns <flags>", "setup_error <message>", "exit <raw wait status>".
@@ -72,6 +80,10 @@ _RLIMITS = {
     "NOFILE": resource.RLIMIT_NOFILE,
     "CORE": resource.RLIMIT_CORE,
 }
+
+
+# What the mount set-up made private to this sandbox (so batch mode may empty it between programs).
+_PRIVATE = {"shm": False}
 
 
 def _report(fd, event, value):
@@ -140,6 +152,7 @@ def _setup_mounts(libc, cfg, flags):
         # A small private /dev/shm (POSIX semaphores for multiprocessing); gone with the namespace.
         try:
             _mount(libc, "tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=8m,mode=1777")
+            _PRIVATE["shm"] = True
         except OSError:
             pass
     if flags & CLONE_NEWPID:
@@ -182,6 +195,9 @@ def _init(libc, cfg, flags, status_fd):
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if flags & CLONE_NEWNS:
         _setup_mounts(libc, cfg, flags)
+    if cfg.get("batch"):
+        _batch(libc, cfg, flags, status_fd)
+        return
     # Enter the work dir through its new (writable) bind mount, not the read-only one underneath.
     os.chdir(cfg["workdir"])
     pid = os.fork()
@@ -199,6 +215,117 @@ def _init(libc, cfg, flags, status_fd):
         if done == pid:
             _report(status_fd, "exit", status)
             return
+
+
+def _kill_all_but_init():
+    """SIGKILL every other process of the PID namespace and reap them all (the caller is its PID 1)."""
+    while True:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def _clear_dir(path):
+    import shutil
+
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return
+    for name in names:
+        full = os.path.join(path, name)
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full, ignore_errors=True)
+        else:
+            try:
+                os.unlink(full)
+            except OSError:
+                pass
+
+
+def _copy(src, dst):
+    with open(src, "rb") as fh:
+        data = fh.read()
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _wait_program(pid, deadline):
+    """(raw wait status or None, timed out): reaps orphans while waiting for `pid` until `deadline`."""
+    import time
+
+    while True:
+        while True:
+            try:
+                done, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return None, False
+            if done == 0:
+                break
+            if done == pid:
+                return status, False
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None, True
+        signal.sigtimedwait([signal.SIGCHLD], min(left, 0.05))
+
+
+def _batch(libc, cfg, flags, status_fd):
+    import shutil
+    import time
+
+    if not flags & CLONE_NEWPID or os.getpid() != 1:
+        raise OSError("batch mode needs the init to be PID 1 of a new PID namespace")
+    batch = cfg["batch"]
+    uid, gid = cfg.get("uid"), cfg.get("gid")
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
+    for i in range(batch["count"]):
+        work = os.path.join(cfg["workdir"], f"p{i}")
+        os.mkdir(work, 0o700)
+        if uid is not None:
+            os.chown(work, uid, gid)
+        _copy(os.path.join(batch["sources"], f"{i}.py"), os.path.join(work, cfg["program"]))
+        streams = [
+            os.open(
+                os.path.join(batch["results"], f"{i}.{name}"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
+            )
+            for name in ("out", "err", "res")
+        ]
+        env = dict(cfg["env"], HOME=work, TMPDIR=work)
+        argv = [a.replace("{RESULT_FD}", str(streams[2])) for a in cfg["argv"]]
+        start = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                signal.pthread_sigmask(signal.SIG_SETMASK, [])
+                if flags & CLONE_NEWIPC and libc.unshare(ctypes.c_int(CLONE_NEWIPC)) != 0:
+                    raise OSError("cannot unshare an IPC namespace for the program")
+                os.chdir(work)
+                os.dup2(streams[0], 1)
+                os.dup2(streams[1], 2)
+                os.set_inheritable(streams[2], True)
+                _program(libc, dict(cfg, env=env, argv=argv))
+            except BaseException as exc:
+                _report(status_fd, "setup_error", f"{type(exc).__name__}: {exc}")
+            os._exit(127)
+        status, timed_out = _wait_program(pid, start + batch["timeout_s"])
+        wall = time.monotonic() - start
+        _kill_all_but_init()
+        for fd in streams:
+            os.close(fd)
+        shutil.rmtree(work, ignore_errors=True)
+        if _PRIVATE["shm"]:
+            _clear_dir("/dev/shm")
+        shown = "-" if status is None else status
+        _report(status_fd, "done", f"{i} {shown} {int(timed_out)} {wall:.6f}")
 
 
 def main():

@@ -17,7 +17,8 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -432,18 +433,26 @@ def _terminate(proc: subprocess.Popen) -> None:
     _killpg(proc.pid, signal.SIGKILL)
 
 
-def _run(source: str, limits: Limits) -> SandboxResult:
-    if not isinstance(source, str):
-        raise SandboxError(f"sandbox source must be a str, got {type(source).__name__}")
+@dataclass
+class _Session:
+    """One sandbox start's host-side state: its uid (root mode), work dir and interpreter."""
+
+    root: bool
+    uid: int | None
+    workdir: str
+    exe: str
+    bind: dict[str, str] | None
+    env: dict[str, str]
+
+
+@contextmanager
+def _session(limits: Limits) -> Iterator[_Session]:
+    """A uid (as root) and a throw-away work dir, both given back afterwards whatever happens."""
     root = _is_root()
     uid = _acquire_uid() if root else None
     workdir = os.path.realpath(tempfile.mkdtemp(prefix=_WORK_PREFIX))
-    fds: list[int] = []
     try:
         exe, bind_prefix = _interpreter(limits.python, switch_uid=uid is not None)
-        with open(os.path.join(workdir, _PROGRAM_NAME), "w", encoding="utf-8") as fh:
-            fh.write(source)
-        os.chmod(os.path.join(workdir, _PROGRAM_NAME), 0o644)
         env = _minimal_env(workdir)
         exe_inside, bind = exe, None
         if bind_prefix is not None:
@@ -453,34 +462,60 @@ def _run(source: str, limits: Limits) -> SandboxResult:
             bind = {"src": bind_prefix, "dst": dst}
             if os.path.isdir(os.path.join(bind_prefix, "lib")):
                 env["LD_LIBRARY_PATH"] = os.path.join(dst, "lib")
+        yield _Session(root, uid, workdir, exe_inside, bind, env)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
         if uid is not None:
-            os.chown(workdir, uid, uid)
-        os.chmod(workdir, 0o700)
+            _release_uid(uid)
 
+
+@dataclass
+class _Boot:
+    """What one bootstrap run left on its pipes."""
+
+    timed_out: bool
+    returncode: int | None
+    status: list[tuple[str, str]]
+    result: list[tuple[str, str]]
+    out: _Capture
+    err: _Capture
+
+
+def _interpreter_argv(ses: _Session, limits: Limits, result_fd: str) -> list[str]:
+    flags = ["-I", "-B", "-X", "utf8"] + ([] if limits.site_packages else ["-S"])
+    return [ses.exe, *flags, "-c", _source("_wrapper.py"), result_fd, _PROGRAM_NAME]
+
+
+def _boot(ses: _Session, limits: Limits, extra: dict[str, Any], wall_s: float) -> _Boot:
+    """Start the bootstrap with the session's config plus `extra`, read its pipes until it ends or
+    `wall_s` passes (then kill it), and make sure nothing of it outlives this call."""
+    fds: list[int] = []
+    try:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         res_r, res_w = os.pipe()
         st_r, st_w = os.pipe()
         fds += [out_r, out_w, err_r, err_w, res_r, res_w, st_r, st_w]
-        flags = ["-I", "-B", "-X", "utf8"] + ([] if limits.site_packages else ["-S"])
         cfg = {
             "status_fd": st_w,
-            "ns_candidates": _ns_candidates(root),
-            "workdir": workdir,
+            "ns_candidates": _ns_candidates(ses.root),
+            "workdir": ses.workdir,
             "readonly": True,
-            "python_bind": bind,
-            "uid": uid,
-            "gid": uid,
+            "python_bind": ses.bind,
+            "uid": ses.uid,
+            "gid": ses.uid,
             "rlimits": limits.rlimits(),
-            "exe": exe_inside,
-            "argv": [exe_inside, *flags, "-c", _source("_wrapper.py"), str(res_w), _PROGRAM_NAME],
-            "env": env,
+            "exe": ses.exe,
+            "argv": _interpreter_argv(ses, limits, str(res_w)),
+            "env": ses.env,
+            "program": _PROGRAM_NAME,
+            **extra,
         }
         start = time.monotonic()
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", "-B", "-c", _source("_boot.py"), marshal.dumps(cfg).hex()],
-                cwd=workdir,
+                cwd=ses.workdir,
                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
                 stdin=subprocess.DEVNULL,
                 stdout=out_w,
@@ -499,10 +534,10 @@ def _run(source: str, limits: Limits) -> SandboxResult:
             out_r: _Capture(cap),
             err_r: _Capture(cap),
             res_r: _Capture(_STATUS_CAP),
-            st_r: _Capture(_STATUS_CAP),
+            st_r: _Capture(_STATUS_CAP + 256 * extra.get("batch", {}).get("count", 0)),
         }
         try:
-            timed_out = _pump(proc, pipes, start + limits.timeout_s)
+            timed_out = _pump(proc, pipes, start + wall_s)
         finally:
             # Whatever happened: nothing of this run may outlive it.
             if proc.poll() is None:
@@ -512,16 +547,13 @@ def _run(source: str, limits: Limits) -> SandboxResult:
             except subprocess.TimeoutExpired:
                 pass
             _killpg(proc.pid, signal.SIGKILL)
-        wall = time.monotonic() - start
-        return _classify(
-            root=root,
+        return _Boot(
             timed_out=timed_out,
+            returncode=proc.returncode,
             status=_lines(pipes[st_r].bytes()),
             result=_lines(pipes[res_r].bytes()),
-            boot_rc=proc.returncode,
             out=pipes[out_r],
             err=pipes[err_r],
-            wall=wall,
         )
     finally:
         for fd in fds:
@@ -529,9 +561,31 @@ def _run(source: str, limits: Limits) -> SandboxResult:
                 os.close(fd)
             except OSError:
                 pass
-        shutil.rmtree(workdir, ignore_errors=True)
-        if uid is not None:
-            _release_uid(uid)
+
+
+def _run(source: str, limits: Limits) -> SandboxResult:
+    if not isinstance(source, str):
+        raise SandboxError(f"sandbox source must be a str, got {type(source).__name__}")
+    with _session(limits) as ses:
+        path = os.path.join(ses.workdir, _PROGRAM_NAME)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(source)
+        os.chmod(path, 0o644)
+        if ses.uid is not None:
+            os.chown(ses.workdir, ses.uid, ses.uid)
+        os.chmod(ses.workdir, 0o700)
+        start = time.monotonic()
+        boot = _boot(ses, limits, {}, limits.timeout_s)
+        return _classify(
+            root=ses.root,
+            timed_out=boot.timed_out,
+            status=boot.status,
+            result=boot.result,
+            boot_rc=boot.returncode,
+            out=boot.out,
+            err=boot.err,
+            wall=time.monotonic() - start,
+        )
 
 
 def _classify(
@@ -626,28 +680,6 @@ def run_program(
         python=python,
     )
     return _run(source, limits)
-
-
-def run_many(sources: list[str], workers: int | None = None, **limits: Any) -> list[SandboxResult]:
-    """run_program over `sources` in parallel (default and maximum: os.cpu_count() at a time);
-    results come back in the order of `sources`. `limits` are run_program's keyword arguments."""
-    if isinstance(sources, str):
-        raise SandboxError("run_many takes a list of program sources, got a single str")
-    sources = list(sources)
-    cpus = os.cpu_count() or 1
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise SandboxError(f"run_many workers={workers!r} is invalid: need an integer >= 1")
-    try:
-        lim = Limits(**limits)
-    except TypeError as exc:
-        raise SandboxError(f"run_many got an unknown sandbox limit: {exc}") from None
-    if not sources:
-        return []
-    n = min(workers or cpus, cpus, len(sources))
-    if n == 1:
-        return [_run(s, lim) for s in sources]
-    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="sandbox") as pool:
-        return list(pool.map(lambda s: _run(s, lim), sources))
 
 
 def isolation() -> dict[str, Any]:
