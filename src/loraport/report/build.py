@@ -24,6 +24,7 @@ from loraport.io import atomic_file
 
 DEGENERATE = -0.25
 UNSTABLE = 0.15
+PARSE_FAILURE = 0.05  # a share of unparseable outputs above this is listed under failure modes
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -303,13 +304,16 @@ def _markdown(meta, tasks, agg, usable, records, summary) -> str:
         fm.append(f"- Missing cell: {name} ({rec['missing']}).")
     for reason in meta.get("skipped", []):
         fm.append(f"- Not planned: {reason}.")
-    for kind, by_scorer in summary["parse_failures"].items():
-        for s, rate in by_scorer.items():
-            if rate > 0.05:
-                fm.append(
-                    f"- Parse failures: {kind} with {s}: {100 * rate:.1f}% of outputs had no parseable answer."
-                )
+    parse_table = _parse_failure_table(summary["parse_failures"])
+    if parse_table:
+        fm.append(
+            f"- Parse failures above {PARSE_FAILURE:.0%} of outputs (no parseable answer): "
+            f"{len(parse_table) - 2} conditions, in the table below."
+        )
     L += fm or ["- None detected."]
+    if parse_table:
+        L += ["", "Share of outputs with no parseable answer (the scorer the metrics use; — : ≤ 5%):", ""]
+        L += parse_table
     L += [
         "",
         "## Provenance",
@@ -322,6 +326,21 @@ def _markdown(meta, tasks, agg, usable, records, summary) -> str:
         "",
     ]
     return "\n".join(L)
+
+
+def _parse_failure_table(rates: dict[str, dict[str, float]]) -> list[str]:
+    """A Markdown table of the conditions with a parse-failure share above PARSE_FAILURE for some
+    scorer (controls last), one column per scorer; [] when there are none."""
+    rows = {k: v for k, v in rates.items() if any(r > PARSE_FAILURE for r in v.values())}
+    if not rows:
+        return []
+    scorers = sorted({s for v in rows.values() for s in v})
+    out = ["| condition | " + " | ".join(scorers) + " |", "|---|" + "---|" * len(scorers)]
+    for kind in sorted(rows, key=lambda k: (is_control(k), k)):
+        cells = [rows[kind].get(s) for s in scorers]
+        shown = ["" if c is None else ("—" if c <= PARSE_FAILURE else f"{100 * c:.1f}%") for c in cells]
+        out.append(f"| {kind} | " + " | ".join(shown) + " |")
+    return out
 
 
 def _ladder(agg, summary, study, n_top) -> list[str]:
