@@ -21,6 +21,26 @@ def check_output(path: str | Path, force: bool) -> Path:
     return path
 
 
+def _umask() -> int:
+    """This process's umask, read without changing it where Linux tells (/proc/self/status)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _publish_mode(path: Path, directory: bool) -> None:
+    """mkstemp / mkdtemp make private temporaries; the finished artifact gets the permissions a plain
+    open() or mkdir() would have given it."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path, force: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; on success it replaces `path`, on error it vanishes."""
@@ -29,6 +49,7 @@ def atomic_dir(path: str | Path, force: bool = False) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        _publish_mode(tmp, directory=True)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             path.rename(old)
@@ -52,6 +73,7 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[object]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        _publish_mode(Path(tmp), directory=False)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
