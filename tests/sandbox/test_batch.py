@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from loraport.errors import SandboxError
 from loraport.sandbox import (
     Limits,
     SandboxResult,
@@ -123,3 +124,5 @@ def test_without_a_pid_namespace_there_are_no_batches(monkeypatch):
     monkeypatch.setattr(runner, "_ns_cache", {True: runner.CLONE_NEWNET, False: runner.CLONE_NEWNET})
     monkeypatch.setattr(batch, "_ns_cache", runner._ns_cache)
     assert batchable() is False
+    with pytest.raises(SandboxError, match="needs root and a PID namespace"):
+        run_batch(["pass\n"], Limits())

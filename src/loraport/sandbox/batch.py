@@ -80,6 +80,15 @@ def run_batch(sources: list[str], limits: Limits) -> list[SandboxResult | None]:
             raise SandboxError(f"sandbox source must be a str, got {type(source).__name__}")
     if not sources:
         return []
+    with _state_lock:
+        probed = _is_root() in _ns_cache
+    if not probed:
+        _run("pass\n", Limits(timeout_s=10.0))
+    if not batchable():
+        raise SandboxError(
+            "run_batch needs root and a PID namespace (a uid of the batch's own, and a way to kill "
+            "everything a program leaves behind); run_many gives each program its own sandbox here"
+        )
     with _session(limits) as ses:
         src_dir = os.path.join(ses.workdir, "src")
         res_dir = os.path.join(ses.workdir, "res")
