@@ -155,7 +155,8 @@ def run_many(
             results[0] = _run(sources[0], lim)
             todo = todo[1:]
         if batchable():
-            size = max(1, min(CHUNK, math.ceil(len(todo) / n)))
+            # Several chunks per worker, so that a few slow programs do not leave one worker busy alone.
+            size = max(1, min(CHUNK, math.ceil(len(todo) / (4 * n))))
             chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
 
             def run_chunk(chunk: list[int]) -> None:
