@@ -41,6 +41,8 @@ ENDINGS = [
     "import threading, time\nthreading.Thread(target=time.sleep, args=(60,)).start()\n",
     "x = []\nwhile True:\n    x.append(bytearray(10**7))\n",
     "import sys\nsys.stdout.write('y' * 200000)\nsys.stderr.write('e')\n",
+    "import sys\nsys.stdout.write('y' * 20_000_000)\nsys.stderr.write('done')\n",
+    "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n",
     "open('f.txt', 'w').write('kept'); print(open('f.txt').read())\n",
     "open('/tmp/loraport-escape', 'w')\n",
     "import socket\nsocket.create_connection(('127.0.0.1', 9))\n",
@@ -56,7 +58,11 @@ def test_every_ending_is_the_same_in_a_batch_as_alone():
     together = run_batch(ENDINGS, Limits(**LIMITS))
     alone = [run_program(src, **LIMITS) for src in ENDINGS]
     assert [_shape(r) for r in together] == [_shape(r) for r in alone]
-    assert together[-4].stdout_truncated and len(together[-4].stdout) == Limits().max_output_bytes
+    flood = together[
+        ENDINGS.index("import sys\nsys.stdout.write('y' * 20_000_000)\nsys.stderr.write('done')\n")
+    ]
+    assert flood.outcome == "passed" and flood.stdout_truncated and flood.stderr == "done"
+    assert len(flood.stdout) == Limits().max_output_bytes
     assert together[1].stderr.rstrip().endswith("AssertionError: x was 1")
     # A program that times out costs its own wall clock, not the batch's.
     assert 1.0 <= together[9].wall_s < 2.0 and together[0].wall_s < 1.0

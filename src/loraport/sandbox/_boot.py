@@ -258,10 +258,14 @@ def _copy(src, dst):
         os.close(fd)
 
 
-def _wait_program(pid, deadline):
-    """(raw wait status or None, timed out): reaps orphans while waiting for `pid` until `deadline`."""
+def _wait_program(pid, deadline, pipes):
+    """Wait for the program `pid` until `deadline`, reaping orphans and reading its output pipes
+    (`pipes`: fd -> [kept bytearray, cap]; what is over the cap is read and dropped, as the parent
+    does for a single run). Returns (raw wait status or None, timed out)."""
+    import select
     import time
 
+    live = list(pipes)
     while True:
         while True:
             try:
@@ -275,7 +279,29 @@ def _wait_program(pid, deadline):
         left = deadline - time.monotonic()
         if left <= 0:
             return None, True
-        signal.sigtimedwait([signal.SIGCHLD], min(left, 0.05))
+        if not live:
+            signal.sigtimedwait([signal.SIGCHLD], min(left, 0.05))
+            continue
+        ready, _, _ = select.select(live, [], [], min(left, 0.05))
+        for fd in ready:
+            if not _drain(fd, pipes[fd]):
+                live.remove(fd)
+
+
+def _drain(fd, sink):
+    """Read what `fd` has now into sink ([bytearray, cap]); False at end of file."""
+    try:
+        data = os.read(fd, 65536)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    if not data:
+        return False
+    kept, cap = sink
+    if len(kept) < cap:
+        kept += data[: cap - len(kept)]
+    return True
 
 
 def _batch(libc, cfg, flags, status_fd):
@@ -286,6 +312,8 @@ def _batch(libc, cfg, flags, status_fd):
         raise OSError("batch mode needs the init to be PID 1 of a new PID namespace")
     batch = cfg["batch"]
     uid, gid = cfg.get("uid"), cfg.get("gid")
+    # One byte over the cap tells the parent the stream was cut.
+    caps = {"out": batch["output_cap"] + 1, "err": batch["output_cap"] + 1, "res": batch["result_cap"]}
     signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
     for i in range(batch["count"]):
         work = os.path.join(cfg["workdir"], f"p{i}")
@@ -293,14 +321,9 @@ def _batch(libc, cfg, flags, status_fd):
         if uid is not None:
             os.chown(work, uid, gid)
         _copy(os.path.join(batch["sources"], f"{i}.py"), os.path.join(work, cfg["program"]))
-        streams = [
-            os.open(
-                os.path.join(batch["results"], f"{i}.{name}"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
-            )
-            for name in ("out", "err", "res")
-        ]
+        ends = {name: os.pipe() for name in caps}  # name -> (read end, write end)
         env = dict(cfg["env"], HOME=work, TMPDIR=work)
-        argv = [a.replace("{RESULT_FD}", str(streams[2])) for a in cfg["argv"]]
+        argv = [a.replace("{RESULT_FD}", str(ends["res"][1])) for a in cfg["argv"]]
         start = time.monotonic()
         pid = os.fork()
         if pid == 0:
@@ -309,18 +332,31 @@ def _batch(libc, cfg, flags, status_fd):
                 if flags & CLONE_NEWIPC and libc.unshare(ctypes.c_int(CLONE_NEWIPC)) != 0:
                     raise OSError("cannot unshare an IPC namespace for the program")
                 os.chdir(work)
-                os.dup2(streams[0], 1)
-                os.dup2(streams[1], 2)
-                os.set_inheritable(streams[2], True)
+                os.dup2(ends["out"][1], 1)
+                os.dup2(ends["err"][1], 2)
+                os.set_inheritable(ends["res"][1], True)
                 _program(libc, dict(cfg, env=env, argv=argv))
             except BaseException as exc:
                 _report(status_fd, "setup_error", f"{type(exc).__name__}: {exc}")
             os._exit(127)
-        status, timed_out = _wait_program(pid, start + batch["timeout_s"])
+        for r, w in ends.values():
+            os.close(w)
+            os.set_blocking(r, False)
+        sinks = {ends[name][0]: [bytearray(), cap] for name, cap in caps.items()}
+        status, timed_out = _wait_program(pid, start + batch["timeout_s"], sinks)
         wall = time.monotonic() - start
         _kill_all_but_init()
-        for fd in streams:
-            os.close(fd)
+        for name, (r, _) in ends.items():
+            while _drain(r, sinks[r]):  # every writer is dead: this ends
+                pass
+            os.close(r)
+            fd = os.open(
+                os.path.join(batch["results"], f"{i}.{name}"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
+            )
+            try:
+                os.write(fd, bytes(sinks[r][0]))
+            finally:
+                os.close(fd)
         shutil.rmtree(work, ignore_errors=True)
         if _PRIVATE["shm"]:
             _clear_dir("/dev/shm")

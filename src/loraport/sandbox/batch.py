@@ -99,7 +99,14 @@ def run_batch(sources: list[str], limits: Limits) -> list[SandboxResult | None]:
                 fh.write(source)
         # Programs get their own subfolders; the batch folder itself only lets them through.
         os.chmod(ses.workdir, 0o711)
-        batch = {"count": len(sources), "sources": src_dir, "results": res_dir, "timeout_s": limits.timeout_s}
+        batch = {
+            "count": len(sources),
+            "sources": src_dir,
+            "results": res_dir,
+            "timeout_s": limits.timeout_s,
+            "output_cap": limits.max_output_bytes,
+            "result_cap": _STATUS_CAP,
+        }
         wall = _batch_wall(len(sources), limits)
         argv = _interpreter_argv(ses, limits, "{RESULT_FD}")  # the init fills in each program's
         boot = _boot(ses, limits, {"batch": batch, "argv": argv}, wall)
