@@ -329,6 +329,9 @@ def _batch(libc, cfg, flags, status_fd):
         if pid == 0:
             try:
                 signal.pthread_sigmask(signal.SIG_SETMASK, [])
+                # A group of its own: the parent's SIGTERM to the bootstrap's group (the batch's
+                # deadline) must end the batch, not look like this program's own death.
+                os.setpgid(0, 0)
                 if flags & CLONE_NEWIPC and libc.unshare(ctypes.c_int(CLONE_NEWIPC)) != 0:
                     raise OSError("cannot unshare an IPC namespace for the program")
                 os.chdir(work)

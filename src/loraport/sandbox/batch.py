@@ -111,11 +111,16 @@ def run_batch(sources: list[str], limits: Limits) -> list[SandboxResult | None]:
         argv = _interpreter_argv(ses, limits, "{RESULT_FD}")  # the init fills in each program's
         boot = _boot(ses, limits, {"batch": batch, "argv": argv}, wall)
         results: list[SandboxResult | None] = [None] * len(sources)
+        done = []
         for event, rest in boot.status:
             if event == "setup_error":
                 raise SandboxError(f"sandbox setup failed: {rest}")
-            if event != "done":
-                continue
+            if event == "done":
+                done.append(rest)
+        if boot.timed_out and done:
+            # The batch was killed: the last program reported may have been ended by that kill.
+            done.pop()
+        for rest in done:
             index, status, timed_out, seconds = rest.split()
             i = int(index)
             base = os.path.join(res_dir, index)
