@@ -338,6 +338,9 @@ def _batch(libc, cfg, flags, status_fd):
                 os.dup2(ends["out"][1], 1)
                 os.dup2(ends["err"][1], 2)
                 os.set_inheritable(ends["res"][1], True)
+                # Nothing else of the init's crosses over (the bootstrap's own result pipe included).
+                os.closerange(3, ends["res"][1])
+                os.closerange(ends["res"][1] + 1, os.sysconf("SC_OPEN_MAX"))
                 _program(libc, dict(cfg, env=env, argv=argv))
             except BaseException as exc:
                 _report(status_fd, "setup_error", f"{type(exc).__name__}: {exc}")
