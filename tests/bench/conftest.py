@@ -33,6 +33,12 @@ def write_mini_spec(mini_zoo, folder: Path, **changes: Any) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mini_spec(mini_zoo):
+    """write_mini_spec on the mini zoo: mini_spec(folder, **changes) -> the study's path."""
+    return lambda folder, **changes: write_mini_spec(mini_zoo, folder, **changes)
+
+
+@pytest.fixture(scope="session")
 def mini_study(mini_zoo, tmp_path_factory) -> Path:
     """mean + Top-K (K 2, 3), 2 seeds."""
     return write_mini_spec(mini_zoo, tmp_path_factory.mktemp("study"))

@@ -170,3 +170,40 @@ def test_a_bad_worker_count_fails_before_any_work(mini_study, tmp_path):
     r = CliRunner().invoke(app, ["bench", str(mini_study), "--out", str(tmp_path / "w"), "--workers", "0"])
     assert r.exit_code != 0 and "workers=0: need an integer >= 1" in r.output
     assert not (tmp_path / "w").exists()
+
+
+def test_per_domain_pools_report_their_anchors_and_the_topk_choices(mini_spec, full_run, tmp_path):
+    """A pool of one domain's anchors beside the whole pool: the report's cross-domain section names
+    the anchors each pool drew and the K anchors each Top-K port chose out of them."""
+    spec = mini_spec(
+        tmp_path,
+        name="mini-pools",
+        methods={"topk_global_ridge": {"k": [2]}},
+        n_anchors=[2, 3],
+        pools={"all": "all", "math": "math"},  # math: math_add and math_sub, so no N=3 there
+    )
+    out = tmp_path / "run"
+    run_study(load_study(spec), out, threads=1, cache=full_run / "cache", progress=False, log=lambda s: None)
+    records = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
+    ported = [r for r in records if r["condition"] == "method"]
+    assert len(ported) == (2 + 1) * 2 * 2  # (N for all + N for math) x seeds x held-out tasks
+    for r in ported:
+        assert len(r["topk_selected"]) == 2 and set(r["topk_selected"]) <= set(r["anchors"])
+        if r["pool"] == "math":
+            assert set(r["anchors"]) == {"math_add", "math_sub"}
+    report = (out / "report.md").read_text()
+    assert "## Cross-domain anchor pools" in report and "Anchor selections (pool, seed: anchors)" in report
+    table = report.split("Top-K selections (seed 0;")[1].split("\n\n")[1].splitlines()
+    assert table[0] == "| task | variant | all (N=3) | math (N=2) |"
+    largest = {"all": 3, "math": 2}
+    seed0 = {
+        (r["task"], r["pool"]): ", ".join(r["topk_selected"])
+        for r in ported
+        if r["seed"] == 0 and r["n_anchors"] == largest[r["pool"]]
+    }
+    assert len(table) == 2 + 2  # header, rule, one row per held-out task
+    for row in table[2:]:
+        task, _, on_all, on_math = (c.strip() for c in row.strip("|").split("|"))
+        assert (on_all, on_math) == (seed0[(task, "all")], seed0[(task, "math")])
+    # N=2 uses every anchor of the math pool but not of `all`, whose table says so only for N=3.
+    assert "At N = 3 every anchor of the pool is used" in report

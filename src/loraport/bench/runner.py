@@ -174,19 +174,22 @@ def write_records(
             }
         if "port" in cond:
             record["port_seconds"] = timings.get(cond["port"])
-            record["cost"] = port_cost(store, cond["port"])
+            provenance = port_provenance(store, cond["port"])
+            record["cost"] = provenance.get("cost")
+            if "topk_selected" in provenance:  # the K anchors a Top-K port chose out of its N
+                record["topk_selected"] = provenance["topk_selected"]
         elif "train" in cond:
             record["cost"] = train_cost(store, cond["train"])
         store.write_record(name, record)
 
 
-def port_cost(store: Store, key: str) -> dict[str, Any] | None:
-    """The cost a port recorded in its provenance (None when the port is missing)."""
+def port_provenance(store: Store, key: str) -> dict[str, Any]:
+    """What a port recorded about itself (cost, Top-K choice, ...); {} when the port is missing."""
     from loraport.adapters import load_adapter
 
     if not store.has("port", key):
-        return None
-    return load_adapter(store.adapter(key)).provenance.get("cost")
+        return {}
+    return load_adapter(store.adapter(key)).provenance
 
 
 def train_cost(store: Store, key: str) -> dict[str, Any] | None:

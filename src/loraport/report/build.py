@@ -215,7 +215,7 @@ def _markdown(meta, tasks, agg, usable, records, summary) -> str:
             + " | ".join("—" if r is None else _pm(r) for r in row)
             + f" | {'—' if not ci else f'{ci[0]:.3f} … {ci[1]:.3f}'} |"
         )
-    full = sorted({n for n in ns for p in study["pools"].values() if n == len(p)})
+    full = [n for n in ns if n == len(study["pools"].get("all", ()))]  # the table's pool only
     if full and len(seeds) > 1:
         L += [
             "",
@@ -267,6 +267,7 @@ def _markdown(meta, tasks, agg, usable, records, summary) -> str:
             "Anchor selections (pool, seed: anchors): "
             + "; ".join(f"{p}, s{s}: {', '.join(a)}" for p, s, a in sel),
         ]
+        L += _topk_selections(records, ["all", *pools])
     L += _ladder(agg, summary, study, n_top)
     L += ["", "## Per-task winners", "", "| task | best method (N, pool) | gap_recovered |", "|---|---|---|"]
     for t in usable:
@@ -326,6 +327,35 @@ def _markdown(meta, tasks, agg, usable, records, summary) -> str:
         "",
     ]
     return "\n".join(L)
+
+
+def _topk_selections(records: list[dict[str, Any]], pools: list[str]) -> list[str]:
+    """Which anchors each Top-K port chose, per held-out task and variant (seed 0 if run, else the
+    lowest; each pool at its largest N); [] when no record has a Top-K choice."""
+    chosen = [r for r in records if r.get("topk_selected") and r.get("pool") in pools]
+    if not chosen:
+        return []
+    seed = min(r["seed"] for r in chosen)
+    largest = {p: max((r["n_anchors"] for r in chosen if r["pool"] == p), default=0) for p in pools}
+    cells: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(dict)
+    for r in chosen:
+        if r["seed"] == seed and r["n_anchors"] == largest[r["pool"]]:
+            cells[(r["task"], r["variant"])][r["pool"]] = r["topk_selected"]
+    shown = [p for p in pools if largest[p]]
+    out = [
+        "",
+        f"Top-K selections (seed {seed}; the K anchors each port chose, each pool at its largest N):",
+        "",
+        "| task | variant | " + " | ".join(f"{p} (N={largest[p]})" for p in shown) + " |",
+        "|---|---|" + "---|" * len(shown),
+    ]
+    for (task, variant), by_pool in sorted(cells.items()):
+        out.append(
+            f"| {task} | {variant} | "
+            + " | ".join(", ".join(by_pool.get(p, [])) or "—" for p in shown)
+            + " |"
+        )
+    return out
 
 
 def _parse_failure_table(rates: dict[str, dict[str, float]]) -> list[str]:
