@@ -252,7 +252,6 @@ def convert_gguf(gguf_file: str | Path, *, digest: str | None = None) -> Path:
                 versions=_versions(),
             )
             (tmp / GGUF_MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-            os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is readable like its siblings
         STATS["gguf_conversions"] += 1
         log.info("converted %s in %.1f s", path.name, info["seconds"])
     return dest
