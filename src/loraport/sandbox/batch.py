@@ -29,10 +29,12 @@ from loraport.sandbox.runner import (
     SandboxResult,
     _boot,
     _Capture,
+    _check_source,
     _classify,
     _interpreter_argv,
     _is_root,
     _lines,
+    _namespaces,
     _ns_cache,
     _run,
     _session,
@@ -76,14 +78,10 @@ def run_batch(sources: list[str], limits: Limits) -> list[SandboxResult | None]:
     """Run `sources` one after another in one sandbox; a result per source, None where the batch
     ended (deadline, crash) before that program did."""
     for source in sources:
-        if not isinstance(source, str):
-            raise SandboxError(f"sandbox source must be a str, got {type(source).__name__}")
+        _check_source(source)
     if not sources:
         return []
-    with _state_lock:
-        probed = _is_root() in _ns_cache
-    if not probed:
-        _run("pass\n", Limits(timeout_s=10.0))
+    _namespaces()  # batchable() needs them known
     if not batchable():
         raise SandboxError(
             "run_batch needs root and a PID namespace (a uid of the batch's own, and a way to kill "

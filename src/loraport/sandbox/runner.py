@@ -563,9 +563,13 @@ def _boot(ses: _Session, limits: Limits, extra: dict[str, Any], wall_s: float) -
                 pass
 
 
-def _run(source: str, limits: Limits) -> SandboxResult:
+def _check_source(source: Any) -> None:
     if not isinstance(source, str):
         raise SandboxError(f"sandbox source must be a str, got {type(source).__name__}")
+
+
+def _run(source: str, limits: Limits) -> SandboxResult:
+    _check_source(source)
     with _session(limits) as ses:
         path = os.path.join(ses.workdir, _PROGRAM_NAME)
         with open(path, "w", encoding="utf-8") as fh:
@@ -682,16 +686,23 @@ def run_program(
     return _run(source, limits)
 
 
-def isolation() -> dict[str, Any]:
-    """What isolation this machine gives sandboxed programs (runs one trivial program the first
-    time to probe namespace support). Keys: uid_switch, namespaces, readonly_fs, interpreter."""
+def _namespaces() -> int:
+    """The namespace flags this process's sandboxes get (one trivial program probes them the first
+    time; every run caches what it learnt)."""
     root = _is_root()
     with _state_lock:
         known = root in _ns_cache
     if not known:
         _run("pass\n", Limits(timeout_s=10.0))
     with _state_lock:
-        flags = _ns_cache.get(root, 0)
+        return _ns_cache.get(root, 0)
+
+
+def isolation() -> dict[str, Any]:
+    """What isolation this machine gives sandboxed programs (runs one trivial program the first
+    time to probe namespace support). Keys: uid_switch, namespaces, readonly_fs, interpreter."""
+    root = _is_root()
+    flags = _namespaces()
     exe, bind = _interpreter(None, switch_uid=root)
     return {
         "uid_switch": root,
