@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -31,13 +32,15 @@ from loraport.sandbox.runner import (
     _Capture,
     _check_source,
     _classify,
+    _close_session,
     _interpreter_argv,
     _is_root,
     _lines,
     _namespaces,
     _ns_cache,
+    _open_session,
     _run,
-    _session,
+    _sandbox_error,
     _state_lock,
 )
 
@@ -87,52 +90,65 @@ def run_batch(sources: list[str], limits: Limits) -> list[SandboxResult | None]:
             "run_batch needs root and a PID namespace (a uid of the batch's own, and a way to kill "
             "everything a program leaves behind); run_many gives each program its own sandbox here"
         )
-    with _session(limits) as ses:
-        src_dir = os.path.join(ses.workdir, "src")
-        res_dir = os.path.join(ses.workdir, "res")
-        for folder in (src_dir, res_dir):
-            os.mkdir(folder, 0o700)
-        for i, source in enumerate(sources):
-            with open(os.path.join(src_dir, f"{i}.py"), "w", encoding="utf-8") as fh:
-                fh.write(source)
-        # Programs get their own subfolders; the batch folder itself only lets them through.
-        os.chmod(ses.workdir, 0o711)
-        batch = {
-            "count": len(sources),
-            "sources": src_dir,
-            "results": res_dir,
-            "timeout_s": limits.timeout_s,
-            "output_cap": limits.max_output_bytes,
-            "result_cap": _STATUS_CAP,
-        }
-        wall = _batch_wall(len(sources), limits)
-        argv = _interpreter_argv(ses, limits, "{RESULT_FD}")  # the init fills in each program's
-        boot = _boot(ses, limits, {"batch": batch, "argv": argv}, wall)
-        results: list[SandboxResult | None] = [None] * len(sources)
-        done = []
-        for event, rest in boot.status:
-            if event == "setup_error":
-                raise SandboxError(f"sandbox setup failed: {rest}")
-            if event == "done":
-                done.append(rest)
-        if boot.timed_out and done:
-            # The batch was killed: the last program reported may have been ended by that kill.
-            done.pop()
-        for rest in done:
-            index, status, timed_out, seconds = rest.split()
-            i = int(index)
-            base = os.path.join(res_dir, index)
-            results[i] = _classify(
-                root=ses.root,
-                timed_out=timed_out == "1",
-                status=[] if status == "-" else [("exit", status)],
-                result=_lines(_read(base + ".res", _STATUS_CAP).bytes()),
-                boot_rc=boot.returncode,
-                out=_read(base + ".out", limits.max_output_bytes),
-                err=_read(base + ".err", limits.max_output_bytes),
-                wall=float(seconds),
-            )
-        return results
+    ses = _open_session(limits)
+    try:
+        return _run_in(ses, sources, limits)
+    finally:
+        problem = _close_session(ses)
+        if problem:
+            # The batch's own folder or cgroup (never a program's: each program's work dir is a tmpfs
+            # that went with its umount). Every verdict above stands; the uid is quarantined if
+            # something of the batch still runs.
+            warnings.warn(f"sandbox batch clean-up: {problem}", RuntimeWarning, stacklevel=2)
+
+
+def _run_in(ses: Any, sources: list[str], limits: Limits) -> list[SandboxResult | None]:
+    src_dir = os.path.join(ses.workdir, "src")
+    res_dir = os.path.join(ses.workdir, "res")
+    for folder in (src_dir, res_dir):
+        os.mkdir(folder, 0o700)
+    for i, source in enumerate(sources):
+        with open(os.path.join(src_dir, f"{i}.py"), "w", encoding="utf-8") as fh:
+            fh.write(source)
+    os.chmod(ses.workdir, 0o700)
+    batch = {
+        "count": len(sources),
+        "timeout_s": limits.timeout_s,
+        "output_cap": limits.max_output_bytes,
+        "result_cap": _STATUS_CAP,
+    }
+    wall = _batch_wall(len(sources), limits)
+    argv = _interpreter_argv(ses, limits, "{RESULT_FD}")  # the init fills in each program's
+    boot = _boot(ses, limits, {"batch": batch, "argv": argv}, wall)
+    results: list[SandboxResult | None] = [None] * len(sources)
+    done = []
+    for event, rest in boot.status:
+        if event == "setup_error":
+            raise SandboxError(f"sandbox setup failed: {rest}")
+        if event in ("done", "error"):
+            done.append((event, rest))
+    if boot.timed_out and done:
+        # The batch was killed: the last program reported may have been ended by that kill.
+        done.pop()
+    for event, rest in done:
+        if event == "error":
+            index, _, message = rest.partition(" ")
+            results[int(index)] = _sandbox_error(message, None)
+            continue
+        index, status, timed_out, seconds = rest.split()
+        i = int(index)
+        base = os.path.join(res_dir, index)
+        results[i] = _classify(
+            root=ses.root,
+            timed_out=timed_out == "1",
+            status=[] if status == "-" else [("exit", status)],
+            result=_lines(_read(base + ".res", _STATUS_CAP).bytes()),
+            boot_rc=boot.returncode,
+            out=_read(base + ".out", limits.max_output_bytes),
+            err=_read(base + ".err", limits.max_output_bytes),
+            wall=float(seconds),
+        )
+    return results
 
 
 def run_many(
@@ -170,7 +186,11 @@ def run_many(
             chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
 
             def run_chunk(chunk: list[int]) -> None:
-                for i, result in zip(chunk, run_batch([sources[i] for i in chunk], lim), strict=True):
+                try:
+                    done = run_batch([sources[i] for i in chunk], lim)
+                except SandboxError:
+                    return  # its programs run alone below, where a failure is their own
+                for i, result in zip(chunk, done, strict=True):
                     results[i] = result
 
             _map(run_chunk, chunks, n)

@@ -9,7 +9,6 @@ import math
 import os
 import pwd
 import selectors
-import shutil
 import signal
 import stat
 import subprocess
@@ -17,14 +16,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import warnings
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
 from loraport.errors import SandboxError
+from loraport.sandbox import _cgroup, _host
 
 # The clone flags are defined once, by the child-side boot script that passes them to unshare(2).
 from loraport.sandbox._boot import (
@@ -35,9 +34,10 @@ from loraport.sandbox._boot import (
     CLONE_NEWUSER,
     CLONE_NEWUTS,
 )
+from loraport.sandbox._seccomp import program_filter
 
-Outcome = Literal["passed", "failed", "timed_out", "crashed"]
-OUTCOMES: tuple[str, ...] = ("passed", "failed", "timed_out", "crashed")
+Outcome = Literal["passed", "failed", "timed_out", "crashed", "sandbox_error"]
+OUTCOMES: tuple[str, ...] = ("passed", "failed", "timed_out", "crashed", "sandbox_error")
 
 _NS_NAMES = {
     CLONE_NEWUSER: "user",
@@ -74,6 +74,9 @@ _PYTHON_MOUNT = ".python"
 _KILL_GRACE_S = 0.25
 _DRAIN_GRACE_S = 1.0
 _STATUS_CAP = 64 * 1024
+#: The run's cgroup holds the sandbox's own bootstrap and init besides the program.
+_RUN_OVERHEAD_MB = 64
+_RUN_OVERHEAD_PIDS = 8
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,9 @@ class SandboxResult:
     """How one program ended.
 
     outcome: "passed" (exit status 0), "failed" (uncaught exception or nonzero exit),
-    "timed_out" (wall clock or CPU limit), "crashed" (signal, MemoryError, other abnormal end).
+    "timed_out" (wall clock or CPU limit), "crashed" (signal, MemoryError, other abnormal end),
+    "sandbox_error" (the sandbox itself failed around this program, e.g. its clean-up: `exception`
+    says what; the program's own ending is then unknown, and other programs are unaffected).
     exception: the final traceback line ("AssertionError: boom", "SystemExit: 2"), or for crashes a
     description ("MemoryError", "killed by signal SIGSEGV"); None for passed and timed_out.
     returncode: the program's exit status (negative signal number when killed); None when timed out.
@@ -118,6 +123,7 @@ class Limits:
     max_output_bytes: int = 64 * 1024
     site_packages: bool = False
     python: str | None = None
+    disk_mb: int = 64
 
     def __post_init__(self) -> None:
         def bad(name: str, value: Any, want: str) -> SandboxError:
@@ -133,6 +139,7 @@ class Limits:
             ("max_file_mb", 0),
             ("max_open_files", 16),
             ("max_output_bytes", 0),
+            ("disk_mb", 1),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -153,6 +160,14 @@ class Limits:
             ("CORE", 0, 0),
         ]
 
+    def run_memory_bytes(self) -> int:
+        """The run's cgroup memory limit: its processes together, the work dir's tmpfs (charged
+        as memory) and the sandbox's own bootstrap and init."""
+        return (self.memory_mb + self.disk_mb + _RUN_OVERHEAD_MB) * 1024 * 1024
+
+    def work_tmpfs(self) -> str:
+        return f"size={self.disk_mb}m,nr_inodes={max(4096, self.disk_mb * 256)}"
+
 
 # ---------------------------------------------------------------------------------------------
 # Process-wide state: namespace support (probed once per privilege level), sandbox uids in use.
@@ -160,6 +175,10 @@ class Limits:
 _state_lock = threading.Lock()
 _ns_cache: dict[bool, int] = {}
 _uids_in_use: dict[int, int] = {}  # uid -> the descriptor holding its lock file
+#: uids this process keeps claimed because something of a run under them could not be killed or
+#: reaped (uid -> why); never handed out again by this process. See `isolation()`.
+_quarantined: dict[int, str] = {}
+_swept = False
 #: Lock files that make a sandbox uid one run's alone across every process on the machine (bench
 #: workers each run programs): an flock, dropped by the kernel when its process dies. Root only.
 _UID_LOCKS = Path("/run/loraport-sandbox-uids")
@@ -208,9 +227,54 @@ def _claim(uid: int) -> int | None:
     return fd
 
 
+def _sweep_stale() -> None:
+    """Once per process, before its first run: whatever a previous, dead evaluator left under a
+    sandbox uid that no live process holds (processes, cgroups, work dirs) is killed and removed."""
+    global _swept
+    if _swept:
+        return
+    _swept = True
+    uids = {u for u in _uids_with_processes() if _FIRST_UID <= u < _FIRST_UID + _UID_SLOTS}
+    tmp = tempfile.gettempdir()
+    for name in os.listdir(tmp):
+        head = name[len(_WORK_PREFIX) :].split("-", 1)[0]
+        if name.startswith(_WORK_PREFIX + "u") and head[1:].isdigit():
+            uids.add(int(head[1:]))
+    for parent in _cgroup.probe().parents.values():
+        for name in os.listdir(parent) if os.path.isdir(parent) else ():
+            if name.startswith("u") and name[1:].isdigit():
+                uids.add(int(name[1:]))
+    for uid in sorted(uids - set(_uids_in_use)):
+        fd = _claim(uid)
+        if fd is None:
+            continue  # a live evaluator's run
+        try:
+            _reap(uid)
+            _cgroup.sweep(uid)
+            for name in os.listdir(tmp):
+                if name.startswith(f"{_WORK_PREFIX}u{uid}-"):
+                    _host.remove_tree(os.path.join(tmp, name))
+        except OSError as exc:
+            warnings.warn(f"sandbox: cannot clear what a dead run left under uid {uid}: {exc}", stacklevel=2)
+        finally:
+            os.close(fd)
+
+
+def _uids_with_processes() -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                found.add(os.stat(f"/proc/{entry}").st_uid)
+            except OSError:
+                continue
+    return found
+
+
 def _acquire_uid() -> int:
     offset = (os.getpid() * 37) % _UID_SLOTS
     with _state_lock:
+        _sweep_stale()
         for i in range(_UID_SLOTS):
             uid = _FIRST_UID + (offset + i) % _UID_SLOTS
             if uid in _uids_in_use or _id_taken(uid):
@@ -222,16 +286,21 @@ def _acquire_uid() -> int:
     raise SandboxError(f"no free sandbox uid in {_FIRST_UID}..{_FIRST_UID + _UID_SLOTS - 1}")
 
 
-def _release_uid(uid: int) -> None:
+def _release_uid(uid: int) -> str | None:
     """Let `uid` serve another run, once nothing of this one runs under it any more. A uid that
-    still has processes (say zombies nobody reaps) stays claimed by this process: they would count
-    against the next run's process limit."""
+    still has processes (say zombies nobody reaps) stays claimed by this process, in quarantine
+    (they would count against the next run's process limit); the reason is returned and warned."""
     if not _reap(uid):
-        return
+        why = f"sandbox uid {uid} quarantined: processes of its run could not be killed and reaped"
+        with _state_lock:
+            _quarantined[uid] = why
+        warnings.warn(why, RuntimeWarning, stacklevel=2)
+        return why
     with _state_lock:
         fd = _uids_in_use.pop(uid, None)
     if fd is not None:
         os.close(fd)  # drops the lock
+    return None
 
 
 def _processes_of(uid: int) -> dict[int, str]:
@@ -435,38 +504,86 @@ def _terminate(proc: subprocess.Popen) -> None:
 
 @dataclass
 class _Session:
-    """One sandbox start's host-side state: its uid (root mode), work dir and interpreter."""
+    """One sandbox start's host-side state: its uid (root mode), work dir, interpreter, cgroup and
+    the host folders to hide."""
 
     root: bool
     uid: int | None
     workdir: str
-    exe: str
-    bind: dict[str, str] | None
-    env: dict[str, str]
+    exe: str = ""
+    bind: dict[str, str] | None = None
+    env: dict[str, str] | None = None
+    cgroup: _cgroup.RunCgroup | None = None
+    covers: list[str] | None = None
 
 
-@contextmanager
-def _session(limits: Limits) -> Iterator[_Session]:
-    """A uid (as root) and a throw-away work dir, both given back afterwards whatever happens."""
+def _open_session(limits: Limits) -> _Session:
+    """A uid (as root), a throw-away work dir and a cgroup; `_close_session` gives them back."""
     root = _is_root()
     uid = _acquire_uid() if root else None
-    workdir = os.path.realpath(tempfile.mkdtemp(prefix=_WORK_PREFIX))
+    prefix = _WORK_PREFIX if uid is None else f"{_WORK_PREFIX}u{uid}-"
     try:
-        exe, bind_prefix = _interpreter(limits.python, switch_uid=uid is not None)
-        env = _minimal_env(workdir)
-        exe_inside, bind = exe, None
-        if bind_prefix is not None:
-            dst = os.path.join(workdir, _PYTHON_MOUNT)
-            os.mkdir(dst, 0o755)
-            exe_inside = os.path.join(dst, os.path.relpath(exe, bind_prefix))
-            bind = {"src": bind_prefix, "dst": dst}
-            if os.path.isdir(os.path.join(bind_prefix, "lib")):
-                env["LD_LIBRARY_PATH"] = os.path.join(dst, "lib")
-        yield _Session(root, uid, workdir, exe_inside, bind, env)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        ses = _Session(root, uid, os.path.realpath(tempfile.mkdtemp(prefix=prefix)))
+    except BaseException:
         if uid is not None:
             _release_uid(uid)
+        raise
+    try:
+        exe, bind_prefix = _interpreter(limits.python, switch_uid=uid is not None)
+        ses.env = _minimal_env(ses.workdir)
+        ses.exe = exe
+        if bind_prefix is not None:
+            dst = os.path.join(ses.workdir, _PYTHON_MOUNT)
+            ses.exe = os.path.join(dst, os.path.relpath(exe, bind_prefix))
+            ses.bind = {"src": bind_prefix, "dst": dst}
+            if os.path.isdir(os.path.join(bind_prefix, "lib")):
+                ses.env["LD_LIBRARY_PATH"] = os.path.join(dst, "lib")
+        keep = [exe, sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.__file__)]
+        ses.covers = _host.covers(
+            [os.path.realpath(k) for k in keep + ([bind_prefix] if bind_prefix else [])]
+        )
+        if uid is not None:
+            pids = limits.max_processes + _RUN_OVERHEAD_PIDS
+            try:
+                ses.cgroup = _cgroup.RunCgroup.create(uid, limits.run_memory_bytes(), pids)
+            except OSError as exc:
+                raise SandboxError(f"cannot make the run's cgroup: {exc}") from exc
+        return ses
+    except BaseException:
+        _close_session(ses)
+        raise
+
+
+def _close_session(ses: _Session) -> str | None:
+    """Kill what is left of the run (its cgroup, its uid), remove its work dir without recursion,
+    give the uid back (or quarantine it). None, or what could not be done: nothing raises here."""
+    problems = []
+    if ses.cgroup is not None:
+        try:
+            ses.cgroup.remove()
+        except OSError as exc:
+            problems.append(str(exc))
+    if ses.uid is not None and not _reap(ses.uid):
+        problems.append(_release_uid(ses.uid) or "")
+    else:
+        try:
+            _host.remove_tree(ses.workdir)
+        except Exception as exc:  # never lose a verdict to a clean-up
+            problems.append(f"cannot remove the work dir {ses.workdir}: {type(exc).__name__}: {exc}")
+        if ses.uid is not None and (why := _release_uid(ses.uid)):
+            problems.append(why)
+    return "; ".join(p for p in problems if p) or None
+
+
+def _sandbox_error(problem: str, result: SandboxResult | None) -> SandboxResult:
+    return SandboxResult(
+        outcome="sandbox_error",
+        exception=f"sandbox error: {problem}",
+        returncode=None if result is None else result.returncode,
+        stdout="" if result is None else result.stdout,
+        stderr="" if result is None else result.stderr,
+        wall_s=0.0 if result is None else result.wall_s,
+    )
 
 
 @dataclass
@@ -497,6 +614,12 @@ def _boot(ses: _Session, limits: Limits, extra: dict[str, Any], wall_s: float) -
         st_r, st_w = os.pipe()
         fds += [out_r, out_w, err_r, err_w, res_r, res_w, st_r, st_w]
         cfg = {
+            "parent_pid": os.getpid(),
+            "cgroup_procs": ses.cgroup.procs_files if ses.cgroup is not None else [],
+            "covers": ses.covers or [],
+            "sockets": _host.exposed_sockets(ses.covers or []),
+            "work_tmpfs": limits.work_tmpfs(),
+            "seccomp": program_filter()[0],
             "status_fd": st_w,
             "ns_candidates": _ns_candidates(ses.root),
             "workdir": ses.workdir,
@@ -570,17 +693,19 @@ def _check_source(source: Any) -> None:
 
 def _run(source: str, limits: Limits) -> SandboxResult:
     _check_source(source)
-    with _session(limits) as ses:
+    ses = _open_session(limits)
+    result = None
+    try:
         path = os.path.join(ses.workdir, _PROGRAM_NAME)
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(source)
         os.chmod(path, 0o644)
         if ses.uid is not None:
-            os.chown(ses.workdir, ses.uid, ses.uid)
+            os.chown(ses.workdir, ses.uid, ses.uid)  # only used where there is no mount namespace
         os.chmod(ses.workdir, 0o700)
         start = time.monotonic()
         boot = _boot(ses, limits, {}, limits.timeout_s)
-        return _classify(
+        result = _classify(
             root=ses.root,
             timed_out=boot.timed_out,
             status=boot.status,
@@ -590,6 +715,11 @@ def _run(source: str, limits: Limits) -> SandboxResult:
             err=boot.err,
             wall=time.monotonic() - start,
         )
+    finally:
+        problem = _close_session(ses)
+        if problem and result is None:
+            warnings.warn(f"sandbox clean-up after a failed start: {problem}", RuntimeWarning, stacklevel=2)
+    return result if problem is None else _sandbox_error(problem, result)
 
 
 def _classify(
@@ -663,6 +793,7 @@ def run_program(
     max_output_bytes: int = 64 * 1024,
     site_packages: bool = False,
     python: str | None = None,
+    disk_mb: int = 64,
 ) -> SandboxResult:
     """Run one untrusted Python program in its own sandboxed process and say how it ended.
 
@@ -670,7 +801,10 @@ def run_program(
     cpu_s: RLIMIT_CPU (default timeout_s + 1). max_processes: RLIMIT_NPROC. max_file_mb:
     RLIMIT_FSIZE. max_open_files: RLIMIT_NOFILE. max_output_bytes: kept per stream (stdout,
     stderr); the rest is read and dropped. site_packages: drop -S so site-packages is importable.
-    python: interpreter to run (default: this one).
+    python: interpreter to run (default: this one). disk_mb: size of the work dir's tmpfs, for all
+    of the program's files together (where there is a mount namespace). As root with cgroups, the
+    run as a whole is also held to memory_mb + disk_mb + 64 MiB of memory, max_processes + 8 pids
+    and one CPU (see docs/sandbox.md).
     """
     limits = Limits(
         timeout_s=timeout_s,
@@ -682,6 +816,7 @@ def run_program(
         max_output_bytes=max_output_bytes,
         site_packages=site_packages,
         python=python,
+        disk_mb=disk_mb,
     )
     return _run(source, limits)
 
@@ -700,11 +835,26 @@ def _namespaces() -> int:
 
 def isolation() -> dict[str, Any]:
     """What isolation this machine gives sandboxed programs (runs one trivial program the first
-    time to probe namespace support). Keys: uid_switch, namespaces, readonly_fs, interpreter."""
+    time to probe namespace support). Keys: uid_switch, namespaces, readonly_fs, interpreter,
+    seccomp (a filter is installed; else seccomp_reason says why not), cgroup ("v2", "v1" or None,
+    with cgroup_reason), work_tmpfs (the work dir is a size-limited tmpfs), hidden (host folders
+    under an empty tmpfs) and quarantined_uids."""
     root = _is_root()
     flags = _namespaces()
     exe, bind = _interpreter(None, switch_uid=root)
+    bpf, why = program_filter()
+    cg = _cgroup.probe()
+    with _state_lock:
+        quarantined = dict(_quarantined)
+    keep = [exe, sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.__file__)]
     return {
+        "seccomp": bpf is not None,
+        "seccomp_reason": why,
+        "cgroup": cg.version if root else None,
+        "cgroup_reason": cg.reason,
+        "work_tmpfs": bool(flags & CLONE_NEWNS),
+        "hidden": _host.covers([os.path.realpath(k) for k in keep]) if flags & CLONE_NEWNS else [],
+        "quarantined_uids": quarantined,
         "uid_switch": root,
         "namespaces": [name for bit, name in _NS_NAMES.items() if flags & bit],
         "readonly_fs": bool(flags & CLONE_NEWNS),
