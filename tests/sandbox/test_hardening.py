@@ -1,0 +1,341 @@
+"""Issue 15: the hostile programs that got past the sandbox. Each test needs one mechanism and is
+skipped, with the reason, where this machine does not give it (see docs/sandbox.md)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from loraport.sandbox import _host, isolation, run_many, run_program, runner
+from loraport.scorers.code import score_code_batch
+from loraport.tasks.item import Item
+
+ISO = isolation()
+ROOT = os.geteuid() == 0
+need_ns = pytest.mark.skipif(
+    not ISO["work_tmpfs"], reason="needs a mount namespace (root or user namespaces)"
+)
+need_cgroup = pytest.mark.skipif(
+    ISO["cgroup"] is None, reason=f"needs a cgroup per run: {ISO['cgroup_reason'] or 'none'}"
+)
+need_root = pytest.mark.skipif(not ROOT, reason="needs root (a sandbox uid of its own)")
+
+# Connect to the socket at PATH twice: through a re-imported _socket (the Python-level block
+# undone without ctypes) and through raw syscalls. Prints one word per attempt.
+CONNECT = textwrap.dedent(
+    """
+    import ctypes, struct, sys
+    path = PATH
+    results = []
+    for name in ("socket", "_socket"):
+        sys.modules.pop(name, None)
+    import _socket
+    try:
+        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        s.connect(path)
+        results.append("reimport-connected")
+    except OSError as exc:
+        results.append("reimport-" + type(exc).__name__)
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.socket(1, 1, 0)
+    addr = struct.pack("=H", 1) + path.encode() + bytes(108 - len(path))
+    rc = libc.connect(fd, addr, len(addr)) if fd >= 0 else -1
+    results.append("ctypes-connected" if rc == 0 else "ctypes-errno-%d" % ctypes.get_errno())
+    print(" ".join(results))
+    """
+)
+
+
+def _listener(path: str) -> socket.socket:
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    os.chmod(path, 0o777)  # the kind X11, D-Bus or a database leaves: anyone may connect
+    server.listen(8)
+    server.setblocking(False)
+    return server
+
+
+def _socket_places(tmp_path: Path) -> list[str]:
+    """A socket in /tmp (hidden by a cover) and one in a folder no cover hides."""
+    outside = Path(tempfile.mkdtemp(prefix="loraport-sock-", dir=Path(__file__).resolve().parent))
+    os.chmod(outside, 0o755)
+    return [str(tmp_path / f"s-{uuid.uuid4().hex[:8]}.sock"), str(outside / "s.sock")]
+
+
+@pytest.mark.parametrize("layer", ["all", "mounts only"])
+def test_a_filesystem_socket_outside_the_work_dir_is_unreachable(tmp_path, monkeypatch, layer):
+    if layer == "all" and not ISO["seccomp"]:
+        pytest.skip(f"no seccomp filter here: {ISO['seccomp_reason']}")
+    if layer == "mounts only":
+        if not ISO["work_tmpfs"]:
+            pytest.skip("needs a mount namespace (root or user namespaces)")
+        monkeypatch.setattr(runner, "program_filter", lambda: (None, "off for this test"))
+    os.chmod(tmp_path, 0o755)
+    paths = _socket_places(tmp_path)
+    servers = [_listener(p) for p in paths]
+    try:
+        for path in paths:
+            res = run_program(CONNECT.replace("PATH", repr(path)), timeout_s=5.0)
+            assert res.outcome == "passed", res.describe() + res.stderr
+            assert "connected" not in res.stdout, (path, res.stdout)
+        for server in servers:
+            with pytest.raises(BlockingIOError):
+                server.accept()
+    finally:
+        for server, path in zip(servers, paths, strict=True):
+            server.close()
+            os.unlink(path)
+        os.rmdir(os.path.dirname(paths[1]))
+
+
+@pytest.mark.skipif(not ISO["seccomp"], reason=f"no seccomp filter here: {ISO['seccomp_reason']}")
+def test_the_seccomp_filter_denies_socket_creation_and_new_namespaces():
+    src = textwrap.dedent(
+        """
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        out = [libc.socket(2, 1, 0), ctypes.get_errno(), libc.socket(1, 1, 0), ctypes.get_errno()]
+        out += [libc.unshare(0x10000000), ctypes.get_errno(), libc.syscall(425, 8, 0), ctypes.get_errno()]
+        pair = (ctypes.c_int * 2)()
+        out += [libc.socketpair(1, 1, 0, pair), libc.socketpair(2, 1, 0, pair), ctypes.get_errno()]
+        print(out)
+        """
+    )
+    res = run_program(src)
+    assert res.outcome == "passed", res.describe()
+    # socket(): EACCES for every family; unshare: EPERM; io_uring_setup (425): ENOSYS; an AF_UNIX
+    # socketpair stays (it reaches nothing outside the program), an AF_INET one does not.
+    assert res.stdout.strip() == "[-1, 13, -1, 13, -1, 1, -1, 38, 0, -1, 13]"
+
+
+DEEP = "import os\nfor _ in range(5000):\n    os.mkdir('d')\n    os.chdir('d')\n"
+
+
+def _items(n: int) -> list[Item]:
+    return [
+        Item(
+            id=f"deep-{i}",
+            prompt="Write square(x).",
+            answer="",
+            scorer="code_exec",
+            tests=f"assert square({i}) == {i * i}\n",
+            entry_point="square",
+        )
+        for i in range(n)
+    ]
+
+
+def test_a_5000_level_tree_gets_a_verdict_and_its_neighbours_keep_theirs(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    tag = f"# {uuid.uuid4().hex}\n"  # a fresh program: no verdict comes from the scorer's memo
+    good = f"```python\n{tag}def square(x):\n    return x * x\n```"
+    preds = [good, good.replace(tag, tag + DEEP), good]
+    verdicts = score_code_batch(preds, _items(3), timeout_s=10.0)
+    assert [v.correct for v in verdicts] == [True, True, True], [v.detail for v in verdicts]
+    assert not list(tmp_path.glob("loraport-sbx-*")), "a work dir was left behind"
+    # One at a time too (the single-run path), and no uid left claimed or quarantined.
+    with runner._state_lock:
+        held = set(runner._uids_in_use)
+    res = run_program(DEEP + "print(len(os.getcwd()))\n", timeout_s=10.0)
+    assert res.outcome == "passed", res.describe()
+    assert not list(tmp_path.glob("loraport-sbx-*"))
+    with runner._state_lock:
+        assert set(runner._uids_in_use) == held and not runner._quarantined
+
+
+def test_the_work_dir_removal_has_no_recursion_and_no_path_length_limit(tmp_path):
+    # The fallback's clean-up (no mount namespace: the program wrote to the host's disk). On a
+    # tmpfs where there is one: 5,000 levels on a busy disk take seconds.
+    shm = Path("/dev/shm")
+    top = Path(tempfile.mkdtemp(dir=shm if os.access(shm, os.W_OK) else tmp_path)) / "tree"
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY)
+    for _ in range(5000):
+        os.mkdir("d", dir_fd=fd)
+        os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd))
+        child = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(fd)
+    (top / "link").symlink_to(Path.home())
+    _host.remove_tree(str(top.parent))
+    assert not top.parent.exists() and Path.home().exists()
+
+
+def test_a_failed_clean_up_is_that_programs_verdict_and_the_call_goes_on(monkeypatch):
+    real = _host.remove_tree
+    calls = []
+
+    def flaky(path: str) -> None:
+        calls.append(path)
+        if len(calls) == 2:
+            raise RecursionError("maximum recursion depth exceeded")
+        real(path)
+
+    monkeypatch.setattr(_host, "remove_tree", flaky)
+    sources = [f"print({i})\n" for i in range(3)]
+    results = run_many(sources, workers=1, batch=False, timeout_s=5.0)
+    assert [r.outcome for r in results] == ["passed", "sandbox_error", "passed"]
+    assert results[1].exception.startswith("sandbox error: cannot remove the work dir")
+    assert "RecursionError" in results[1].exception and results[2].stdout == "2\n"
+    real(calls[1])  # the one left behind
+    with runner._state_lock:
+        assert not runner._quarantined
+
+
+MEMORY = textwrap.dedent(
+    """
+    import os, time
+    r, w = os.pipe()
+    kids = []
+    for _ in range(4):
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            try:
+                held = bytearray(150 * 2**20)   # touched: every page is resident
+            except MemoryError:
+                os._exit(3)
+            os.write(w, b"x")
+            time.sleep(3)
+            os._exit(0)
+        kids.append(pid)
+    os.close(w)
+    time.sleep(1.5)
+    print(sum(1 for pid in kids if os.waitpid(pid, os.WNOHANG) == (0, 0)))
+    """
+)
+
+
+@need_cgroup
+def test_four_processes_of_a_run_cannot_hold_more_than_its_memory_together():
+    limit_mb = 200 + 8 + runner._RUN_OVERHEAD_MB  # memory_mb + disk_mb + the sandbox's own
+    res = run_program(MEMORY, memory_mb=200, disk_mb=8, timeout_s=5.0)
+    # Each child alone is within memory_mb; four together would hold 600 MiB. The run's cgroup
+    # lets at most one hold its 150 MiB at a time (or the OOM killer ends the program itself).
+    if res.outcome == "passed":
+        assert int(res.stdout) * 150 <= limit_mb, res.stdout
+    else:
+        assert res.outcome == "crashed", res.describe()
+
+
+@need_ns
+def test_many_small_files_cannot_exceed_the_runs_disk_limit():
+    src = textwrap.dedent(
+        """
+        import errno, os
+        total = 0
+        try:
+            for i in range(100_000):
+                with open("f%d" % i, "wb") as fh:
+                    fh.write(b"x" * 65536)
+                total += 65536
+        except OSError as exc:
+            print(total, errno.errorcode[exc.errno])
+        """
+    )
+    res = run_program(src, disk_mb=4, max_file_mb=1, timeout_s=10.0)
+    assert res.outcome == "passed", res.describe()
+    total, err = res.stdout.split()
+    assert int(total) <= 4 * 2**20 and err == "ENOSPC"
+    # Empty files (inodes) are bounded too.
+    many = "import os\nfor i in range(10**6):\n    open('e%d' % i, 'w').close()\n"
+    res = run_program(many, disk_mb=4, timeout_s=10.0)
+    assert res.outcome == "failed" and "No space left on device" in res.exception
+
+
+EVALUATOR = textwrap.dedent(
+    """
+    import sys
+    from loraport.sandbox import isolation, run_many
+    isolation()  # probed first: run_many then batches from its first program on
+    sleep = "import os, time\\nif os.fork() == 0:\\n    os.setsid()\\ntime.sleep(600)\\n"
+    run_many([sleep, sleep], workers=2, batch=sys.argv[1] == "batch", timeout_s=600)
+    """
+)
+
+
+def _descendants(pid: int) -> dict[int, int]:
+    """pid -> uid of every live descendant of `pid`."""
+    parent, owner = {}, {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    fields = fh.read().rsplit(b")", 1)[1].split()
+                if fields[0] != b"Z":
+                    parent[int(entry)] = int(fields[1])
+                    owner[int(entry)] = os.stat(f"/proc/{entry}").st_uid
+            except (OSError, IndexError):
+                continue
+    out, todo = {}, [pid]
+    while todo:
+        p = todo.pop()
+        for child, ppid in parent.items():
+            if ppid == p and child not in out:
+                out[child] = owner[child]
+                todo.append(child)
+    return out
+
+
+@need_root
+@pytest.mark.parametrize("mode", ["batch", "single"])
+def test_killing_the_evaluator_leaves_no_sandbox_process_alive(mode):
+    if "pid" not in ISO["namespaces"]:
+        pytest.skip("needs a PID namespace (its init takes every program process with it)")
+    evaluator = subprocess.Popen([sys.executable, "-c", EVALUATOR, mode])
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            tree = _descendants(evaluator.pid)
+            if sum(1 for uid in tree.values() if uid >= runner._FIRST_UID) >= 4:  # 2 programs + 2 daemons
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"the sandboxed programs did not start: {tree}")
+    finally:
+        evaluator.send_signal(signal.SIGKILL)
+        evaluator.wait()
+    time.sleep(2.0)
+    alive = _live(tree)
+    assert not alive, f"sandbox processes outlived their evaluator: {sorted(alive)}"
+
+
+def _live(pids) -> set[int]:
+    out = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                if fh.read().rsplit(b")", 1)[1].split()[0] != b"Z":
+                    out.add(pid)
+        except OSError:
+            continue
+    return out
+
+
+@need_root
+def test_start_up_sweeps_what_a_dead_evaluator_left_under_a_uid(tmp_path, monkeypatch):
+    uid = next(u for u in range(60990, 61000) if not runner._processes_of(u) and u not in runner._uids_in_use)
+    left = tmp_path / f"{runner._WORK_PREFIX}u{uid}-old"
+    left.mkdir()
+    proc = subprocess.Popen(["sleep", "30"], user=uid, group=uid)
+    reaper = threading.Thread(target=proc.wait)  # what the dead evaluator's init would have done
+    reaper.start()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(runner, "_uids_with_processes", lambda: {uid})
+    monkeypatch.setattr(runner, "_swept", False)
+    with runner._state_lock:
+        runner._sweep_stale()
+    reaper.join(timeout=5)
+    assert proc.returncode == -signal.SIGKILL and not left.exists()
