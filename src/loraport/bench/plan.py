@@ -59,7 +59,8 @@ def shuffled_source(heldout: list[str], i: int) -> str:
 
 
 def make_plan(study: Study, fingerprints: dict[str, str], device: str = "cpu") -> Plan:
-    """`fingerprints` maps the study's source and target specs to their weight fingerprints.
+    """`fingerprints` maps the study's source and target specs to their weight fingerprints (with
+    `+chat:<digest>` appended where the study's chat-template mode gives a base a chat format).
     Cells computed on another device than the CPU get keys of their own (float results differ
     between devices); CPU keys carry no device, so they are the same as before devices existed."""
     from loraport.port import METHODS
@@ -74,7 +75,7 @@ def make_plan(study: Study, fingerprints: dict[str, str], device: str = "cpu") -
     base = {"source": study.source, "target": study.target}
 
     def add(kind: str, key: str, deps: tuple, params: dict[str, Any], label: str) -> str:
-        params = {**params, "device": device}
+        params = {**params, "device": device, "chat_template": study.chat_template}
         cells.setdefault(key, Cell(kind, key, tuple(d for d in deps if d), params, label))
         return key
 

@@ -42,7 +42,30 @@ def plan_study(study: Study, device: str = "cpu", build: bool = True) -> Plan:
         build_many(unbuilt)  # where cores allow, at once
         unbuilt = []
     fps = {s: f"unbuilt:{s}" if s in unbuilt else resolve_model(s).fingerprint for s in bases}
+    for s in bases:
+        if s not in unbuilt:
+            fps[s] += _chat_suffix(s, study.chat_template, convert=build)
     return make_plan(study, fps, device)
+
+
+def _chat_suffix(spec: str, mode: str, *, convert: bool) -> str:
+    """'+chat:<digest>' when `mode` gives the base a chat format ('' for raw prompts, so keys of
+    bases without a template are the same as before chat formats existed). A GGUF not converted
+    yet is not converted for a dry run: its cells are then all counted as to compute."""
+    from loraport.models import load_tokenizer, resolve_model
+    from loraport.models.chat import use_chat_template
+
+    ref = resolve_model(spec)
+    if ref.gguf_file is not None and not ref.converted and not convert:
+        return "+chat:unconverted"
+    with use_chat_template(mode):
+        tok = load_tokenizer(spec)
+    if tok is None:
+        return ""
+    from loraport.models.chat import chat_format
+
+    digest = chat_format(tok).digest
+    return f"+chat:{digest}" if digest else ""
 
 
 def run_study(

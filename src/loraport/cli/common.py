@@ -67,6 +67,13 @@ TaskOpt = typer.Option(
     "`datasets` folder.",
 )
 
+ChatOpt = typer.Option(
+    None,
+    "--chat-template",
+    help="auto: prompts in each model's own chat template (its family's where the checkpoint has "
+    "none; raw for models without one); none: raw prompts. Default: $LORAPORT_CHAT_TEMPLATE, else auto.",
+)
+
 DeviceOpt = typer.Option(
     None,
     "--device",

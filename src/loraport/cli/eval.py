@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from loraport.cli.common import BaseModelOpt, DeviceOpt, TaskOpt, console, friendly
+from loraport.cli.common import BaseModelOpt, ChatOpt, DeviceOpt, TaskOpt, console, friendly
 
 
 @friendly
@@ -25,13 +25,15 @@ def eval_cmd(
         "give more for real models that explain before answering).",
     ),
     device: str | None = DeviceOpt,
+    chat_template: str | None = ChatOpt,
 ) -> None:
     """Evaluate with every scorer the task lists; prints accuracy and parse failures per scorer."""
     from rich.progress import Progress
 
     from loraport.evaluate import evaluate
+    from loraport.models.chat import use_chat_template
 
-    with Progress(transient=True) as bar:
+    with use_chat_template(chat_template), Progress(transient=True) as bar:
         job = bar.add_task(f"generating {task}", total=limit)
         result = evaluate(
             base,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from loraport.cli.common import AllowPickle, DeviceOpt, Force, console, friendly, method_options
+from loraport.cli.common import AllowPickle, ChatOpt, DeviceOpt, Force, console, friendly, method_options
 
 
 @friendly
@@ -45,15 +45,17 @@ def port(
     force: bool = Force,
     allow_pickle: bool = AllowPickle,
     device: str | None = DeviceOpt,
+    chat_template: str | None = ChatOpt,
 ) -> None:
     """Port one adapter: through a fitted --map, or --anchors + --method, or a method that needs no
     anchors (copy, align), or a behaviour method (spanfit, distill) with --task."""
     from loraport.api import port as port_api
     from loraport.device import use_device
+    from loraport.models.chat import use_chat_template
 
     options = method_options(k, option)
     options.update({k: v for k, v in (("steps", steps), ("seconds", seconds)) if v is not None})
-    with use_device(device):
+    with use_device(device), use_chat_template(chat_template):
         path = port_api(
             adapter,
             target_base,

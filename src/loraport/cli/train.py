@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from loraport.cli.common import BaseModelOpt, DeviceOpt, Force, TaskOpt, console, friendly
+from loraport.cli.common import BaseModelOpt, ChatOpt, DeviceOpt, Force, TaskOpt, console, friendly
 
 
 @friendly
@@ -29,6 +29,7 @@ def train(
     seed: int = typer.Option(0, "--seed"),
     force: bool = Force,
     device: str | None = DeviceOpt,
+    chat_template: str | None = ChatOpt,
 ) -> None:
     """Train a LoRA adapter (deterministic for a seed; one checkpoint per epoch)."""
     import json
@@ -53,7 +54,10 @@ def train(
     except ValidationError as e:
         err = e.errors()[0]
         raise LoraportError(f"recipe field {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
-    path = train_lora(base, task, recipe, out=out, force=force, device=device)
+    from loraport.models.chat import use_chat_template
+
+    with use_chat_template(chat_template):
+        path = train_lora(base, task, recipe, out=out, force=force, device=device)
     log = json.loads((path / LOG_NAME).read_text())
     console.print(
         f"{path}: {log['steps']} steps in {log['seconds']} s ({log['steps_per_second']} step/s), "

@@ -9,6 +9,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from loraport.device import module_device
+from loraport.models.chat import chat_format
 
 
 @lru_cache(maxsize=8)
@@ -50,10 +51,17 @@ def generate(
 ) -> list[str]:
     """Greedy continuations of `prompts`: they end at EOS, at `max_new_tokens`, and (by default) at
     the first newline, which is also cut from the text. Prompts are batched by length (left
-    padding) and returned in input order."""
+    padding) and returned in input order.
+
+    Under a chat format (`loraport.models.chat`) the prompts are wrapped in the template, generation
+    also ends at the template's end-of-turn tokens, and newlines do not end it: an instruct model may
+    reason over several lines before its answer, which the scorers extract."""
+    fmt = chat_format(tokenizer)
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    encoded = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    stop_at_newline = stop_at_newline and not fmt.active
+    ends = list(fmt.stop_ids) if fmt.stop_ids else eos
+    encoded = tokenizer([fmt.render(p) for p in prompts], add_special_tokens=False)["input_ids"]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     stops = StoppingCriteriaList()
     if stop_at_newline:
@@ -74,15 +82,16 @@ def generate(
             attention_mask=mask.to(device),
             max_new_tokens=max_new_tokens,
             do_sample=False,
-            eos_token_id=eos,
+            eos_token_id=ends,
             pad_token_id=pad,
             stopping_criteria=stops,
             use_cache=True,
         )
         for r, i in enumerate(rows):
             new = gen[r, width:].tolist()
-            if eos in new:
-                new = new[: new.index(eos)]
+            cut = [new.index(t) for t in (fmt.stop_ids or (eos,)) if t in new]
+            if cut:
+                new = new[: min(cut)]
             text = tokenizer.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
             out[i] = cut_at_stop(text, ("\n",)) if stop_at_newline else text
         if on_batch is not None:
@@ -99,9 +108,12 @@ def continuation_logprobs(
     batch: int = 64,
 ) -> list[tuple[float, int]]:
     """(sum of log-probabilities, number of tokens) of each continuation given its context.
-    Context and continuation are tokenized separately and joined, as in training."""
-    ctx = tokenizer([c for c, _ in pairs], add_special_tokens=False)["input_ids"]
-    cont = tokenizer([x for _, x in pairs], add_special_tokens=False)["input_ids"]
+    Context and continuation are tokenized separately and joined, as in training; under a chat
+    format the context is the user turn and the continuation (without leading spaces) the answer."""
+    fmt = chat_format(tokenizer)
+    ctx = tokenizer([fmt.render(c) for c, _ in pairs], add_special_tokens=False)["input_ids"]
+    conts = [x.lstrip() if fmt.active else x for _, x in pairs]
+    cont = tokenizer(conts, add_special_tokens=False)["input_ids"]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     out: list[tuple[float, int]] = []
     device = module_device(model)

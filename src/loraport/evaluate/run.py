@@ -27,6 +27,7 @@ from loraport.device import module_device
 from loraport.errors import TaskError
 from loraport.evaluate.generate import continuation_logprobs, generate
 from loraport.io import atomic_file
+from loraport.models.chat import chat_format
 from loraport.scorers import SCORERS, Verdict, score_code_batch
 from loraport.tasks import Item, Task, resolve_task, warn_if_small
 from loraport.tasks.base import LETTERS
@@ -92,11 +93,18 @@ class EvalResult:
         return cls(head["task"], [Record(**json.loads(x)) for x in lines[1:]], head.get("provenance", {}))
 
 
+#: Extra tokens a chat-formatted model may spend reasoning before its answer.
+REASONING_TOKENS = 64
+
+
 def max_new_tokens(tokenizer, items: Sequence[Item]) -> int:
-    """A generation budget from the reference answers: the longest, plus a margin for near misses."""
+    """A generation budget from the reference answers: the longest, plus a margin for near misses,
+    plus REASONING_TOKENS under a chat format (an instruct model may explain before it answers;
+    one that learned the task's format stops at its end-of-turn token long before)."""
     texts = [it.completion() for it in items]
     lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-    return min(512, int(max(lengths) * 1.25) + 4)
+    extra = REASONING_TOKENS if chat_format(tokenizer).active else 0
+    return min(512, int(max(lengths) * 1.25) + 4 + extra)
 
 
 def _loglik_verdicts(model, tokenizer, items: Sequence[Item], batch: int) -> tuple[list[Verdict], list[str]]:
@@ -167,7 +175,14 @@ def evaluate_items(
             for it, v, p in zip(items, verdicts, preds, strict=True)
         ]
         seconds[s] = time.perf_counter() - start
-    return EvalResult(task, records, {"seconds": {k: round(v, 3) for k, v in seconds.items()}})
+    return EvalResult(
+        task,
+        records,
+        {
+            "seconds": {k: round(v, 3) for k, v in seconds.items()},
+            "chat": chat_format(tokenizer).provenance(),
+        },
+    )
 
 
 def evaluate(

@@ -10,6 +10,7 @@ import torch
 
 from loraport.device import resolve_device
 from loraport.errors import ModelLoadError
+from loraport.models.chat import attach, chat_mode, resolve_chat
 from loraport.models.gguf import check_tied, ensure_converted
 from loraport.models.resolve import ModelRef, one_line, resolve_model
 
@@ -44,6 +45,9 @@ def load_model(
     from there. Only safetensors weights are read unless `allow_pickle=True`. Every parameter must
     come from the checkpoint (nothing silently random-initialised), and tied embeddings are checked
     to share one tensor. Never touches the network. Errors are one-line ModelLoadErrors.
+
+    The tokenizer carries the chat format of the current mode (`loraport.models.chat`: the model's
+    own template under "auto", the default), which training, generation and scoring all apply.
     """
     where = resolve_device(device)  # an unusable device fails before the weights are read
     ref = ensure_converted(resolve_model(spec))
@@ -83,13 +87,16 @@ def load_model(
         model.to(where)
     model.eval()
     tok = _load_tokenizer(folder) if tokenizer else None
+    if tok is not None:
+        attach(tok, resolve_chat(tok, ref.config, chat_mode()))
     return model, tok, ref
 
 
 def load_tokenizer(spec: str | os.PathLike[str] | ModelRef) -> PreTrainedTokenizerBase | None:
     """The tokenizer of a model spec (converting a GGUF first if needed), or None if it has none."""
     ref = ensure_converted(resolve_model(spec))
-    return _load_tokenizer(ref.path)
+    tok = _load_tokenizer(ref.path)
+    return None if tok is None else attach(tok, resolve_chat(tok, ref.config, chat_mode()))
 
 
 def _load_tokenizer(folder: Path) -> PreTrainedTokenizerBase | None:

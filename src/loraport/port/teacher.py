@@ -102,6 +102,7 @@ def teach(
     from loraport.evaluate.generate import generate
     from loraport.evaluate.merge import merge_adapter
     from loraport.models import load_model
+    from loraport.models.chat import chat_format
 
     if not prompts:
         raise MethodError("the teacher needs at least one prompt")
@@ -117,5 +118,10 @@ def teach(
         answers,
         tokens,
         round(time.perf_counter() - start, 3),
-        {"source": ref.provenance(), "adapter": adapter_prov, "max_new_tokens": max_new_tokens},
+        {
+            "source": ref.provenance(),
+            "adapter": adapter_prov,
+            "max_new_tokens": max_new_tokens,
+            "chat": chat_format(tokenizer).provenance(),
+        },
     )

@@ -1,6 +1,7 @@
 """Turning task items into supervised token batches: prompt tokens are context, answer tokens
-(plus EOS) carry the loss. Prompt and answer are tokenized separately and joined, so training
-sees exactly the token boundary that generation starts from."""
+(plus EOS, or the chat template's end-of-turn token) carry the loss. Prompt and answer are tokenized
+separately and joined, so training sees exactly the token boundary that generation starts from; the
+prompt is wrapped in the tokenizer's chat format (`loraport.models.chat`) when it has one."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Sequence
 import torch
 
 from loraport.errors import TaskError
+from loraport.models.chat import chat_format
 from loraport.tasks import Item
 
 
@@ -30,15 +32,17 @@ def check_encodable(tokenizer, texts: Sequence[str], what: str) -> None:
 def encode_examples(
     tokenizer, items: Sequence[Item], max_length: int, what: str
 ) -> list[tuple[list[int], int]]:
-    """(token ids, number of prompt tokens) per item; ids end with EOS."""
-    if tokenizer.eos_token_id is None:
+    """(token ids, number of prompt tokens) per item; ids end with EOS (raw prompts) or the chat
+    template's end-of-turn token."""
+    fmt = chat_format(tokenizer)
+    if not fmt.answer_end:
         raise TaskError(f"{what}: the tokenizer has no EOS token, so answers cannot be terminated")
     check_encodable(tokenizer, [it.prompt + it.completion() for it in items[:64]], what)
-    prompts = tokenizer([it.prompt for it in items], add_special_tokens=False)["input_ids"]
+    prompts = tokenizer([fmt.render(it.prompt) for it in items], add_special_tokens=False)["input_ids"]
     answers = tokenizer([it.completion() for it in items], add_special_tokens=False)["input_ids"]
     out = []
     for it, p, a in zip(items, prompts, answers, strict=True):
-        ids = [*p, *a, tokenizer.eos_token_id]
+        ids = [*p, *a, *fmt.answer_end]
         if len(ids) > max_length:
             raise TaskError(f"{what}: item {it.id} is {len(ids)} tokens, more than max_length {max_length}")
         out.append((ids, len(p)))

@@ -52,8 +52,10 @@ def run_steps(
     desc: str = "train",
     progress: bool = True,
     on_step: Callable[[int, float], None] | None = None,
+    loss_fn: Callable[[torch.nn.Module, Batch], torch.Tensor] | None = None,
 ) -> list[float]:
-    """Run `steps` optimiser steps; returns the loss of every step."""
+    """Run `steps` optimiser steps; returns the loss of every step. `loss_fn(model, batch)` replaces
+    the model's own loss (`model(**batch).loss`)."""
     params = [p for p in params if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
     model.train()
@@ -64,13 +66,14 @@ def run_steps(
         for step in range(steps):
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, steps, lr, warmup)
-            out = model(**batches(step))
-            out.loss.backward()
+            batch = batches(step)
+            loss_t = model(**batch).loss if loss_fn is None else loss_fn(model, batch)
+            loss_t.backward()
             if clip:
                 torch.nn.utils.clip_grad_norm_(params, clip)
             opt.step()
             opt.zero_grad(set_to_none=True)
-            loss = float(out.loss.detach())
+            loss = float(loss_t.detach())
             losses.append(loss)
             if on_step is not None:
                 on_step(step, loss)

@@ -29,9 +29,11 @@ from loraport.arch import arch_for
 from loraport.device import module_device, to_device
 from loraport.errors import TaskError
 from loraport.io import atomic_dir, check_output
+from loraport.models.chat import chat_format
 from loraport.tasks import Item, Task, resolve_task
 from loraport.train.data import collate, encode_examples
 from loraport.train.loop import run_steps
+from loraport.train.loss import answer_loss, bucketed_order, use_answer_loss
 from loraport.train.recipe import Recipe
 
 LOG_NAME = "train_log.json"
@@ -108,11 +110,19 @@ def train_on_items(
     planned = steps if steps is not None else spe * recipe.epochs
     if planned < 1:
         raise TaskError(f"{what}: a budget of {planned} steps trains nothing")
-    orders = [
-        np.random.default_rng([recipe.seed, e]).permutation(len(examples)) for e in range(-(-planned // spe))
-    ]
+    epochs = range(-(-planned // spe))
+    if recipe.bucket:
+        lengths = [len(ids) for ids, _ in examples]
+        orders = [bucketed_order(lengths, recipe.batch, [recipe.seed, e]) for e in epochs]
+    else:
+        orders = [np.random.default_rng([recipe.seed, e]).permutation(len(examples)) for e in epochs]
 
     device = module_device(model)
+    loss_fn = None
+    if use_answer_loss(peft_model, recipe.answer_logits):
+
+        def loss_fn(m: torch.nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
+            return answer_loss(m, b["input_ids"], b["attention_mask"], b["labels"])
 
     def batches(step: int) -> dict[str, torch.Tensor]:
         epoch, k = divmod(step, spe)
@@ -143,6 +153,7 @@ def train_on_items(
             desc=what,
             progress=progress,
             on_step=on_step,
+            loss_fn=loss_fn,
         )
     except _OutOfTime:
         peft_model.eval()
@@ -218,6 +229,7 @@ def train_lora(
         "recipe": recipe.model_dump(mode="json"),
         "base": ref.provenance(),
         "items": {"split": "train", "n": len(items), "digest": items_digest(items)},
+        "chat": chat_format(tokenizer).provenance(),
         "torch": torch.__version__,
     }
     num_layers = model.config.num_hidden_layers

@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
+
+#: Knobs added after studies were first cached: left out of a dump while they hold their default, so
+#: recipes that do not use them keep their cache keys (and digests) from before they existed.
+_LATE_DEFAULTS: dict[str, Any] = {"answer_logits": None, "bucket": False}
 
 
 class Recipe(BaseModel):
@@ -18,6 +30,11 @@ class Recipe(BaseModel):
     `examples` training items are drawn from the task's train split (seed `seed`) and shown
     `epochs` times in a seeded order, `batch` at a time; the loss covers the answer tokens only.
     `max_length` caps prompt + answer tokens (longer examples are an error, not silently cut).
+
+    Speed knobs for real checkpoints (same loss, less compute):
+    `answer_logits` computes the output layer only at answer positions (None: where the vocabulary
+    has ≥ 32,768 tokens; Gemma-3's 262k-token head otherwise dominates a step); `bucket` groups
+    examples of similar length into batches (seeded), so padding costs less.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -35,6 +52,16 @@ class Recipe(BaseModel):
     dropout: float = Field(0.0, ge=0, lt=1)
     max_length: int = Field(256, ge=8)
     seed: int = 0
+    answer_logits: bool | None = None
+    bucket: bool = False
+
+    @model_serializer(mode="wrap")
+    def _drop_late_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        for key, default in _LATE_DEFAULTS.items():
+            if key in data and data[key] == default:
+                del data[key]
+        return data
 
     @model_validator(mode="after")
     def _modules_nonempty(self) -> Recipe:
