@@ -453,13 +453,11 @@ def main():
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != cfg["parent_pid"]:
         os._exit(0)
-    try:
-        for path in cfg.get("cgroup_procs", ()):
-            with open(path, "w") as fh:
-                fh.write(str(os.getpid()))
-    except OSError as exc:
-        _report(status_fd, "setup_error", f"cannot join the run's cgroup: {exc}")
+    # Nothing is forked before the parent has put this process in the run's cgroup (and said so).
+    go = cfg["go_fd"]
+    if os.read(go, 1) != b"1":
         os._exit(127)
+    os.close(go)
     flags = 0
     for cand in cfg["ns_candidates"]:
         if cand == 0 or libc.unshare(ctypes.c_int(cand)) == 0:

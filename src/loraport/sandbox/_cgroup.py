@@ -1,6 +1,6 @@
 """Whole-run limits: one cgroup per sandbox start (a run, or a batch of runs one after another).
 
-The bootstrap writes its own pid into the run's cgroup before it does anything else, so the init,
+The parent moves the bootstrap into the run's cgroup before the bootstrap forks anything, so the init,
 the program and everything the program starts are in it: together they cannot hold more than the
 memory limit (the kernel's OOM killer ends one of them inside the cgroup), start more than the
 pids limit, or use more than one CPU. After the run the parent kills whatever is still in it and
@@ -157,7 +157,7 @@ def _kill_and_remove(path: str, within_s: float = 5.0) -> None:
 
 
 class RunCgroup:
-    """The cgroup(s) of one sandbox start. `procs_files` go to the bootstrap, which joins them."""
+    """The cgroup(s) of one sandbox start."""
 
     def __init__(self, support: Support, uid: int) -> None:
         self.paths = [os.path.join(parent, f"u{uid}") for parent in support.parents.values()]
@@ -201,9 +201,10 @@ class RunCgroup:
             _write(os.path.join(by_ctl["cpu"], "cpu.cfs_period_us"), str(_CPU_PERIOD_US))
             _write(os.path.join(by_ctl["cpu"], "cpu.cfs_quota_us"), str(_CPU_PERIOD_US))
 
-    @property
-    def procs_files(self) -> list[str]:
-        return [os.path.join(path, "cgroup.procs") for path in self.paths]
+    def add(self, pid: int) -> None:
+        """Move process `pid` (the bootstrap, before it forks anything) into the run's cgroups."""
+        for path in self.paths:
+            _write(os.path.join(path, "cgroup.procs"), str(pid))
 
     def remove(self) -> None:
         """Kill what is left in the run's cgroups and remove them; OSError if one cannot go."""

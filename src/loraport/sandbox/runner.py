@@ -612,10 +612,11 @@ def _boot(ses: _Session, limits: Limits, extra: dict[str, Any], wall_s: float) -
         err_r, err_w = os.pipe()
         res_r, res_w = os.pipe()
         st_r, st_w = os.pipe()
-        fds += [out_r, out_w, err_r, err_w, res_r, res_w, st_r, st_w]
+        go_r, go_w = os.pipe()  # the bootstrap waits on it until this process put it in its cgroup
+        fds += [out_r, out_w, err_r, err_w, res_r, res_w, st_r, st_w, go_r, go_w]
         cfg = {
             "parent_pid": os.getpid(),
-            "cgroup_procs": ses.cgroup.procs_files if ses.cgroup is not None else [],
+            "go_fd": go_r,
             "covers": ses.covers or [],
             "sockets": _host.exposed_sockets(ses.covers or []),
             "work_tmpfs": limits.work_tmpfs(),
@@ -643,15 +644,28 @@ def _boot(ses: _Session, limits: Limits, extra: dict[str, Any], wall_s: float) -
                 stdin=subprocess.DEVNULL,
                 stdout=out_w,
                 stderr=err_w,
-                pass_fds=(res_w, st_w),
+                pass_fds=(res_w, st_w, go_r),
                 start_new_session=True,
                 close_fds=True,
             )
         except OSError as exc:
             raise SandboxError(f"cannot start the sandbox bootstrap {sys.executable!r}: {exc}") from exc
-        for fd in (out_w, err_w, res_w, st_w):
+        for fd in (out_w, err_w, res_w, st_w, go_r):
             os.close(fd)
             fds.remove(fd)
+        # Into the run's cgroup while its interpreter starts (a first move into a cgroup waits for
+        # an RCU grace period: tens of ms, hidden here behind the bootstrap's own start-up).
+        try:
+            if ses.cgroup is not None:
+                ses.cgroup.add(proc.pid)
+            os.write(go_w, b"1")
+        except OSError as exc:
+            _killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise SandboxError(f"cannot put the sandbox in its run's cgroup: {exc}") from exc
+        finally:
+            os.close(go_w)
+            fds.remove(go_w)
         cap = limits.max_output_bytes
         pipes = {
             out_r: _Capture(cap),
