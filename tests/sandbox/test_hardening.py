@@ -154,6 +154,31 @@ def test_a_5000_level_tree_gets_a_verdict_and_its_neighbours_keep_theirs(tmp_pat
         assert set(runner._uids_in_use) == held and not runner._quarantined
 
 
+@need_root
+def test_without_namespaces_a_deep_tree_on_the_hosts_disk_is_still_cleaned_up(tmp_path, monkeypatch):
+    # The fallback: no mount namespace, so the program writes its tree into the host's work dir and
+    # the parent removes it. /dev/shm (a tmpfs) keeps 5,000 levels fast on a busy machine.
+    from loraport.sandbox import batch
+
+    # Without a mount namespace nothing can be bind-mounted: the interpreter must be one that
+    # other users can run.
+    usable = [p for p in (sys.executable, "/usr/bin/python3") if os.path.exists(p)]
+    usable = [p for p in usable if runner._interpreter(p, switch_uid=True)[1] is None]
+    if not usable:
+        pytest.skip("no interpreter here that a sandbox uid can run without a bind mount")
+    shm = Path("/dev/shm")
+    monkeypatch.setattr(
+        tempfile, "tempdir", tempfile.mkdtemp(dir=shm if os.access(shm, os.W_OK) else tmp_path)
+    )
+    monkeypatch.setattr(runner, "_ns_cache", {True: 0, False: 0})
+    monkeypatch.setattr(batch, "_ns_cache", runner._ns_cache)
+    sources = ["print(1)\n", DEEP + "print(2)\n", "print(3)\n"]
+    results = run_many(sources, workers=1, timeout_s=10.0, python=usable[0])
+    assert [(r.outcome, r.stdout) for r in results] == [("passed", f"{i}\n") for i in (1, 2, 3)]
+    assert os.listdir(tempfile.tempdir) == []
+    os.rmdir(tempfile.tempdir)
+
+
 def test_the_work_dir_removal_has_no_recursion_and_no_path_length_limit(tmp_path):
     # The fallback's clean-up (no mount namespace: the program wrote to the host's disk). On a
     # tmpfs where there is one: 5,000 levels on a busy disk take seconds.
