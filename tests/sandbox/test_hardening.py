@@ -219,6 +219,25 @@ def test_a_failed_clean_up_is_that_programs_verdict_and_the_call_goes_on(monkeyp
         assert not runner._quarantined
 
 
+@need_root
+def test_a_uid_that_cannot_be_cleared_is_quarantined_visibly(monkeypatch):
+    monkeypatch.setattr(runner, "_reap", lambda uid, within_s=5.0: False)
+    with pytest.warns(RuntimeWarning, match="quarantined"):
+        res = run_program("print(1)\n")
+    assert res.outcome == "sandbox_error" and "quarantined" in res.exception
+    with runner._state_lock:
+        (uid,) = runner._quarantined
+        assert uid in runner._uids_in_use  # never handed out again by this process
+    assert isolation()["quarantined_uids"] == {uid: runner._quarantined[uid]}
+    monkeypatch.undo()  # the test's own clean-up: nothing really runs under it
+    with runner._state_lock:
+        del runner._quarantined[uid]
+    runner._release_uid(uid)
+    for name in os.listdir(tempfile.gettempdir()):
+        if name.startswith(f"{runner._WORK_PREFIX}u{uid}-"):
+            _host.remove_tree(os.path.join(tempfile.gettempdir(), name))
+
+
 MEMORY = textwrap.dedent(
     """
     import os, time

@@ -378,7 +378,7 @@ def _batch(libc, cfg, flags, status_fd):
             # The sandbox failed around this program (never the program's own doing: it ended
             # before any of this ran): its verdict says so, and the batch goes on.
             _kill_all_but_init()
-            _report(status_fd, "error", f"{i} {type(exc).__name__}: {exc}")
+            _report(status_fd, "error", f"{i} {type(exc).__name__}: {str(exc)[:200]}")
         finally:
             if libc.umount2(work.encode(), MNT_DETACH) == 0:
                 try:

@@ -291,16 +291,21 @@ def _release_uid(uid: int) -> str | None:
     still has processes (say zombies nobody reaps) stays claimed by this process, in quarantine
     (they would count against the next run's process limit); the reason is returned and warned."""
     if not _reap(uid):
-        why = f"sandbox uid {uid} quarantined: processes of its run could not be killed and reaped"
-        with _state_lock:
-            _quarantined[uid] = why
-        warnings.warn(why, RuntimeWarning, stacklevel=2)
-        return why
+        return _quarantine(uid)
     with _state_lock:
         fd = _uids_in_use.pop(uid, None)
     if fd is not None:
         os.close(fd)  # drops the lock
     return None
+
+
+def _quarantine(uid: int) -> str:
+    """Keep `uid` claimed for good (by this process) and say so."""
+    why = f"sandbox uid {uid} quarantined: processes of its run could not be killed and reaped"
+    with _state_lock:
+        _quarantined[uid] = why
+    warnings.warn(why, RuntimeWarning, stacklevel=3)
+    return why
 
 
 def _processes_of(uid: int) -> dict[int, str]:
@@ -564,7 +569,9 @@ def _close_session(ses: _Session) -> str | None:
         except OSError as exc:
             problems.append(str(exc))
     if ses.uid is not None and not _reap(ses.uid):
-        problems.append(_release_uid(ses.uid) or "")
+        # Something still runs under the uid: its work dir stays (it is within that uid's reach),
+        # and so does the uid, out of use; the start-up sweep of a later process clears both.
+        problems.append(_quarantine(ses.uid))
     else:
         try:
             _host.remove_tree(ses.workdir)
