@@ -453,11 +453,6 @@ def main():
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != cfg["parent_pid"]:
         os._exit(0)
-    # Nothing is forked before the parent has put this process in the run's cgroup (and said so).
-    go = cfg["go_fd"]
-    if os.read(go, 1) != b"1":
-        os._exit(127)
-    os.close(go)
     flags = 0
     for cand in cfg["ns_candidates"]:
         if cand == 0 or libc.unshare(ctypes.c_int(cand)) == 0:
@@ -470,6 +465,12 @@ def main():
             _report(status_fd, "setup_error", f"user namespace id maps: {exc}")
             os._exit(127)
     _report(status_fd, "ns", flags)
+    # Nothing is forked before the parent has put this process in the run's cgroup and said so
+    # (meanwhile the namespaces above were made: that hides part of the move's wait).
+    go = cfg["go_fd"]
+    if os.read(go, 1) != b"1":
+        os._exit(127)
+    os.close(go)
 
     pid = os.fork()
     if pid == 0:

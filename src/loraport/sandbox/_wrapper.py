@@ -32,9 +32,10 @@ def _main():
         except (OSError, ValueError):
             pass
 
-    # No network even where the kernel gave us no network namespace. Patching _socket before
-    # anything imports `socket` makes socket.socket (a subclass of _socket.socket) refuse too. This
-    # stops ordinary library code; ctypes can still reach the raw syscalls (see the package docs).
+    # A clear error for ordinary library code that tries the network. Patching _socket before
+    # anything imports `socket` makes socket.socket (a subclass of _socket.socket) refuse too. Not
+    # a boundary: a program can undo it (drop _socket from sys.modules and import it again, or use
+    # ctypes); the seccomp filter and the namespaces are what stop it (see docs/sandbox.md).
     def _refuse(*args, **kwargs):
         raise PermissionError(errno.EACCES, "network access is disabled in the sandbox")
 

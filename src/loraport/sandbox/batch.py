@@ -5,7 +5,7 @@ namespaces and the read-only remount of every mount. `run_batch` pays that once 
 The sandbox's init runs them one after another, each exactly as `run_program` would run it (same
 limits, uid, read-only tree, interpreter and wrapper), with its own fresh work dir and IPC
 namespace; between two programs it kills and reaps everything else in the PID namespace and
-empties /dev/shm, so nothing one program leaves behind reaches the next (see `_boot.py`). The
+gives it a fresh /dev/shm, so nothing one program leaves behind reaches the next (see `_boot.py`). The
 init enforces each program's wall clock; the parent keeps a deadline for the whole batch and
 gives back None for every program the batch did not finish, which `run_many` then runs alone.
 

@@ -286,11 +286,12 @@ def _acquire_uid() -> int:
     raise SandboxError(f"no free sandbox uid in {_FIRST_UID}..{_FIRST_UID + _UID_SLOTS - 1}")
 
 
-def _release_uid(uid: int) -> str | None:
-    """Let `uid` serve another run, once nothing of this one runs under it any more. A uid that
-    still has processes (say zombies nobody reaps) stays claimed by this process, in quarantine
-    (they would count against the next run's process limit); the reason is returned and warned."""
-    if not _reap(uid):
+def _release_uid(uid: int, *, reaped: bool = False) -> str | None:
+    """Let `uid` serve another run, once nothing of this one runs under it any more (`reaped`: the
+    caller has just made sure). A uid that still has processes (say zombies nobody reaps) stays
+    claimed by this process, in quarantine (they would count against the next run's process
+    limit); the reason is returned and warned."""
+    if not reaped and not _reap(uid):
         return _quarantine(uid)
     with _state_lock:
         fd = _uids_in_use.pop(uid, None)
@@ -391,6 +392,14 @@ def _interpreter(python: str | None, switch_uid: bool) -> tuple[str, str | None]
             "pass python= an interpreter that other users can run"
         )
     return exe, prefix
+
+
+@cache
+def _covers(exe: str, bind_prefix: str | None) -> list[str]:
+    """The host folders to hide from a program run by `exe` (never one that holds the interpreter,
+    its standard library or the prefix bind-mounted for it). Once per process and interpreter."""
+    keep = [exe, sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.__file__)]
+    return _host.covers([os.path.realpath(k) for k in [*keep, *([bind_prefix] if bind_prefix else [])]])
 
 
 def _minimal_env(workdir: str) -> dict[str, str]:
@@ -543,10 +552,7 @@ def _open_session(limits: Limits) -> _Session:
             ses.bind = {"src": bind_prefix, "dst": dst}
             if os.path.isdir(os.path.join(bind_prefix, "lib")):
                 ses.env["LD_LIBRARY_PATH"] = os.path.join(dst, "lib")
-        keep = [exe, sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.__file__)]
-        ses.covers = _host.covers(
-            [os.path.realpath(k) for k in keep + ([bind_prefix] if bind_prefix else [])]
-        )
+        ses.covers = _covers(exe, bind_prefix)
         if uid is not None:
             pids = limits.max_processes + _RUN_OVERHEAD_PIDS
             try:
@@ -577,7 +583,7 @@ def _close_session(ses: _Session) -> str | None:
             _host.remove_tree(ses.workdir)
         except Exception as exc:  # never lose a verdict to a clean-up
             problems.append(f"cannot remove the work dir {ses.workdir}: {type(exc).__name__}: {exc}")
-        if ses.uid is not None and (why := _release_uid(ses.uid)):
+        if ses.uid is not None and (why := _release_uid(ses.uid, reaped=True)):
             problems.append(why)
     return "; ".join(p for p in problems if p) or None
 
@@ -867,14 +873,13 @@ def isolation() -> dict[str, Any]:
     cg = _cgroup.probe()
     with _state_lock:
         quarantined = dict(_quarantined)
-    keep = [exe, sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.__file__)]
     return {
         "seccomp": bpf is not None,
         "seccomp_reason": why,
         "cgroup": cg.version if root else None,
         "cgroup_reason": cg.reason,
         "work_tmpfs": bool(flags & CLONE_NEWNS),
-        "hidden": _host.covers([os.path.realpath(k) for k in keep]) if flags & CLONE_NEWNS else [],
+        "hidden": _covers(exe, bind) if flags & CLONE_NEWNS else [],
         "quarantined_uids": quarantined,
         "uid_switch": root,
         "namespaces": [name for bit, name in _NS_NAMES.items() if flags & bit],
