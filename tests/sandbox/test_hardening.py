@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from loraport.sandbox import _host, isolation, run_many, run_program, runner
+from loraport.sandbox import Limits, _host, batchable, isolation, run_batch, run_many, run_program, runner
 from loraport.scorers.code import score_code_batch
 from loraport.tasks.item import Item
 
@@ -217,6 +217,16 @@ def test_a_failed_clean_up_is_that_programs_verdict_and_the_call_goes_on(monkeyp
     real(calls[1])  # the one left behind
     with runner._state_lock:
         assert not runner._quarantined
+
+
+@pytest.mark.skipif(not batchable(), reason="batches need root and PID and mount namespaces")
+def test_a_batch_goes_on_past_programs_whose_sandbox_failed(monkeypatch):
+    # Every program's work-dir mount fails (a tmpfs option the kernel refuses): each gets its own
+    # sandbox_error, in order, and the batch itself neither raises nor stops at the first.
+    monkeypatch.setattr(Limits, "work_tmpfs", lambda self: "size=1m,no_such_option=1")
+    results = run_batch(["print(1)\n", "print(2)\n", "print(3)\n"], Limits(timeout_s=5.0))
+    assert [r.outcome for r in results] == ["sandbox_error"] * 3
+    assert all("mount" in r.exception for r in results), results[0].exception
 
 
 @need_root

@@ -68,6 +68,8 @@ def program_filter() -> tuple[bytes | None, str]:
         sc = _library()
     except ImportError:
         return None, "no libseccomp Python bindings (pip install pyseccomp)"
+    except Exception as exc:  # pyseccomp loads libseccomp.so at import time
+        return None, f"libseccomp is not usable: {type(exc).__name__}: {exc}"
     try:
         f = sc.SyscallFilter(sc.ALLOW)
         f.add_rule(sc.ERRNO(errno.EACCES), "socket")
