@@ -17,7 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from loraport.sandbox import Limits, _host, batchable, isolation, run_batch, run_many, run_program, runner
+from loraport.sandbox import (
+    Limits,
+    _host,
+    _uids,
+    batchable,
+    isolation,
+    run_batch,
+    run_many,
+    run_program,
+    runner,
+)
 from loraport.scorers.code import score_code_batch
 from loraport.tasks.item import Item
 
@@ -145,13 +155,13 @@ def test_a_5000_level_tree_gets_a_verdict_and_its_neighbours_keep_theirs(tmp_pat
     assert [v.correct for v in verdicts] == [True, True, True], [v.detail for v in verdicts]
     assert not list(tmp_path.glob("loraport-sbx-*")), "a work dir was left behind"
     # One at a time too (the single-run path), and no uid left claimed or quarantined.
-    with runner._state_lock:
-        held = set(runner._uids_in_use)
+    with _uids._state_lock:
+        held = set(_uids._uids_in_use)
     res = run_program(DEEP + "print(len(os.getcwd()))\n", timeout_s=10.0)
     assert res.outcome == "passed", res.describe()
     assert not list(tmp_path.glob("loraport-sbx-*"))
-    with runner._state_lock:
-        assert set(runner._uids_in_use) == held and not runner._quarantined
+    with _uids._state_lock:
+        assert set(_uids._uids_in_use) == held and not _uids._quarantined
 
 
 @need_root
@@ -215,8 +225,8 @@ def test_a_failed_clean_up_is_that_programs_verdict_and_the_call_goes_on(monkeyp
     assert results[1].exception.startswith("sandbox error: cannot remove the work dir")
     assert "RecursionError" in results[1].exception and results[2].stdout == "2\n"
     real(calls[1])  # the one left behind
-    with runner._state_lock:
-        assert not runner._quarantined
+    with _uids._state_lock:
+        assert not _uids._quarantined
 
 
 @pytest.mark.skipif(not batchable(), reason="batches need root and PID and mount namespaces")
@@ -235,16 +245,16 @@ def test_a_uid_that_cannot_be_cleared_is_quarantined_visibly(monkeypatch):
     with pytest.warns(RuntimeWarning, match="quarantined"):
         res = run_program("print(1)\n")
     assert res.outcome == "sandbox_error" and "quarantined" in res.exception
-    with runner._state_lock:
-        (uid,) = runner._quarantined
-        assert uid in runner._uids_in_use  # never handed out again by this process
-    assert isolation()["quarantined_uids"] == {uid: runner._quarantined[uid]}
+    with _uids._state_lock:
+        (uid,) = _uids._quarantined
+        assert uid in _uids._uids_in_use  # never handed out again by this process
+    assert isolation()["quarantined_uids"] == {uid: _uids._quarantined[uid]}
     monkeypatch.undo()  # the test's own clean-up: nothing really runs under it
-    with runner._state_lock:
-        del runner._quarantined[uid]
-    runner._release_uid(uid)
+    with _uids._state_lock:
+        del _uids._quarantined[uid]
+    _uids._release_uid(uid)
     for name in os.listdir(tempfile.gettempdir()):
-        if name.startswith(f"{runner._WORK_PREFIX}u{uid}-"):
+        if name.startswith(f"{_uids._WORK_PREFIX}u{uid}-"):
             _host.remove_tree(os.path.join(tempfile.gettempdir(), name))
 
 
@@ -350,7 +360,7 @@ def test_killing_the_evaluator_leaves_no_sandbox_process_alive(mode):
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             tree = _descendants(evaluator.pid)
-            if sum(1 for uid in tree.values() if uid >= runner._FIRST_UID) >= 4:  # 2 programs + 2 daemons
+            if sum(1 for uid in tree.values() if uid >= _uids._FIRST_UID) >= 4:  # 2 programs + 2 daemons
                 break
             time.sleep(0.05)
         else:
@@ -377,16 +387,16 @@ def _live(pids) -> set[int]:
 
 @need_root
 def test_start_up_sweeps_what_a_dead_evaluator_left_under_a_uid(tmp_path, monkeypatch):
-    uid = next(u for u in range(60990, 61000) if not runner._processes_of(u) and u not in runner._uids_in_use)
-    left = tmp_path / f"{runner._WORK_PREFIX}u{uid}-old"
+    uid = next(u for u in range(60990, 61000) if not _uids._processes_of(u) and u not in _uids._uids_in_use)
+    left = tmp_path / f"{_uids._WORK_PREFIX}u{uid}-old"
     left.mkdir()
     proc = subprocess.Popen(["sleep", "30"], user=uid, group=uid)
     reaper = threading.Thread(target=proc.wait)  # what the dead evaluator's init would have done
     reaper.start()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(runner, "_uids_with_processes", lambda: {uid})
-    monkeypatch.setattr(runner, "_swept", False)
-    with runner._state_lock:
-        runner._sweep_stale()
+    monkeypatch.setattr(_uids, "_uids_with_processes", lambda: {uid})
+    monkeypatch.setattr(_uids, "_swept", False)
+    with _uids._state_lock:
+        _uids._sweep_stale()
     reaper.join(timeout=5)
     assert proc.returncode == -signal.SIGKILL and not left.exists()

@@ -40,9 +40,9 @@ def _recording_uids(monkeypatch) -> list[int]:
 
 
 def _processes_under(uids: list[int]) -> list[int]:
-    from loraport.sandbox import runner
+    from loraport.sandbox import _uids
 
-    return sorted(pid for uid in uids for pid in runner._processes_of(uid))
+    return sorted(pid for uid in uids for pid in _uids._processes_of(uid))
 
 
 def test_passing_program():
@@ -299,20 +299,20 @@ def test_a_sandbox_uid_belongs_to_one_process_at_a_time(tmp_path, monkeypatch):
     import subprocess
     import sys
 
-    from loraport.sandbox import runner
+    from loraport.sandbox import _uids
 
     locks = tmp_path / "locks"
-    monkeypatch.setattr(runner, "_UID_LOCKS", locks)
+    monkeypatch.setattr(_uids, "_UID_LOCKS", locks)
     probe = (
-        "import sys; from pathlib import Path; from loraport.sandbox import runner; "
-        "runner._UID_LOCKS = Path(sys.argv[1]); print(runner._claim(60999) is not None)"
+        "import sys; from pathlib import Path; from loraport.sandbox import _uids; "
+        "_uids._UID_LOCKS = Path(sys.argv[1]); print(_uids._claim(60999) is not None)"
     )
 
     def other_process_gets_it() -> bool:
         out = subprocess.run([sys.executable, "-c", probe, str(locks)], capture_output=True, text=True)
         return out.stdout.strip() == "True"
 
-    fd = runner._claim(60999)
+    fd = _uids._claim(60999)
     assert fd is not None and not other_process_gets_it()
     os.close(fd)
     assert other_process_gets_it()
@@ -320,9 +320,9 @@ def test_a_sandbox_uid_belongs_to_one_process_at_a_time(tmp_path, monkeypatch):
 
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
-    monkeypatch.setattr(runner, "_UID_LOCKS", tmp_path / "link")
+    monkeypatch.setattr(_uids, "_UID_LOCKS", tmp_path / "link")
     with pytest.raises(SandboxError, match="not a private folder"):
-        runner._claim(60999)
+        _uids._claim(60999)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a process as a sandbox uid")
@@ -330,15 +330,15 @@ def test_nothing_of_a_run_survives_under_its_uid():
     import subprocess
     import threading
 
-    from loraport.sandbox import runner
+    from loraport.sandbox import _uids
 
     uid = 60998
     procs = [subprocess.Popen(["sleep", "30"], user=uid, group=uid) for _ in range(3)]
     reapers = [threading.Thread(target=p.wait) for p in procs]  # what the namespace's init would do
     for t in reapers:
         t.start()
-    assert len(runner._processes_of(uid)) == 3
-    assert runner._reap(uid) is True
-    assert runner._processes_of(uid) == {} and all(p.returncode == -9 for p in procs)
+    assert len(_uids._processes_of(uid)) == 3
+    assert _uids._reap(uid) is True
+    assert _uids._processes_of(uid) == {} and all(p.returncode == -9 for p in procs)
     for t in reapers:
         t.join()
