@@ -76,23 +76,35 @@ def _listener(path: str) -> socket.socket:
     return server
 
 
-def _socket_places(tmp_path: Path) -> list[str]:
-    """A socket in /tmp (hidden by a cover) and one in a folder no cover hides."""
-    outside = Path(tempfile.mkdtemp(prefix="loraport-sock-", dir=Path(__file__).resolve().parent))
-    os.chmod(outside, 0o755)
-    return [str(tmp_path / f"s-{uuid.uuid4().hex[:8]}.sock"), str(outside / "s.sock")]
+def _socket_places() -> list[str]:
+    """A socket in /tmp (hidden by a cover) and one in a folder that no cover hides and that any
+    user can reach (so only the sandbox stands between the program and it)."""
+
+    def reachable(folder: Path) -> bool:
+        chain = [folder, *folder.parents]
+        return all(os.stat(p).st_mode & 0o001 for p in chain) and os.access(folder, os.W_OK)
+
+    hidden = ISO["hidden"]
+    for base in (Path(__file__).resolve().parent, Path("/var/lib"), Path("/srv"), Path("/opt")):
+        if base.is_dir() and reachable(base) and not any(str(base).startswith(h + "/") for h in hidden):
+            break
+    else:
+        pytest.skip("no folder here that every user can reach and no cover hides")
+    places = [Path(tempfile.mkdtemp(prefix="loraport-sock-", dir=d)) for d in ("/tmp", base)]
+    for folder in places:
+        os.chmod(folder, 0o755)
+    return [str(folder / "s.sock") for folder in places]
 
 
 @pytest.mark.parametrize("layer", ["all", "mounts only"])
-def test_a_filesystem_socket_outside_the_work_dir_is_unreachable(tmp_path, monkeypatch, layer):
+def test_a_filesystem_socket_outside_the_work_dir_is_unreachable(monkeypatch, layer):
     if layer == "all" and not ISO["seccomp"]:
         pytest.skip(f"no seccomp filter here: {ISO['seccomp_reason']}")
     if layer == "mounts only":
         if not ISO["work_tmpfs"]:
             pytest.skip("needs a mount namespace (root or user namespaces)")
         monkeypatch.setattr(runner, "program_filter", lambda: (None, "off for this test"))
-    os.chmod(tmp_path, 0o755)
-    paths = _socket_places(tmp_path)
+    paths = _socket_places()
     servers = [_listener(p) for p in paths]
     try:
         for path in paths:
@@ -106,7 +118,7 @@ def test_a_filesystem_socket_outside_the_work_dir_is_unreachable(tmp_path, monke
         for server, path in zip(servers, paths, strict=True):
             server.close()
             os.unlink(path)
-        os.rmdir(os.path.dirname(paths[1]))
+            os.rmdir(os.path.dirname(path))
 
 
 @pytest.mark.skipif(not ISO["seccomp"], reason=f"no seccomp filter here: {ISO['seccomp_reason']}")
