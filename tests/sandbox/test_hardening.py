@@ -412,3 +412,29 @@ def test_start_up_sweeps_what_a_dead_evaluator_left_under_a_uid(tmp_path, monkey
         _uids._sweep_stale()
     reaper.join(timeout=5)
     assert proc.returncode == -signal.SIGKILL and not left.exists()
+
+
+def test_cgroup_v2_detection_and_limits_on_a_fake_hierarchy(tmp_path, monkeypatch):
+    # This project's machines have cgroup v1 controllers only; the v2 path is checked on files.
+    from loraport.sandbox import _cgroup
+
+    (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory hugetlb pids\n")
+    (tmp_path / "cgroup.subtree_control").write_text("")
+    support = _cgroup._v2([(str(tmp_path), "cgroup2", ["rw"])], {"": "/"})
+    assert support is not None and support.version == "v2"
+    parent = tmp_path / _cgroup._DIR
+    assert support.parents == {"": str(parent)}
+    assert (tmp_path / "cgroup.subtree_control").read_text() == "+memory +pids +cpu"
+    assert (parent / "cgroup.subtree_control").read_text() == "+memory +pids +cpu"
+    monkeypatch.setattr(_cgroup, "probe", lambda: support)
+    monkeypatch.setattr(_cgroup.RunCgroup, "remove", lambda self: None)  # plain folders here
+    cg = _cgroup.RunCgroup.create(60123, 300 * 2**20, 40)
+    run = parent / "u60123"
+    assert cg.paths == [str(run)]
+    assert (run / "memory.max").read_text() == str(300 * 2**20)
+    assert (run / "pids.max").read_text() == "40"
+    cg.add(4242)
+    assert (run / "cgroup.procs").read_text() == "4242"
+    # No memory controller to delegate: no v2 cgroups (then v1, or none).
+    (tmp_path / "cgroup.controllers").write_text("cpu io\n")
+    assert _cgroup._v2([(str(tmp_path), "cgroup2", ["rw"])], {"": "/"}) is None
