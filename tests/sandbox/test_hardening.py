@@ -400,18 +400,28 @@ def _live(pids) -> set[int]:
 @need_root
 def test_start_up_sweeps_what_a_dead_evaluator_left_under_a_uid(tmp_path, monkeypatch):
     uid = next(u for u in range(60990, 61000) if not _uids._processes_of(u) and u not in _uids._uids_in_use)
+    os.close(_uids._claim(uid))  # a uid the sandbox used: its lock file exists, nobody holds it
     left = tmp_path / f"{_uids._WORK_PREFIX}u{uid}-old"
     left.mkdir()
-    proc = subprocess.Popen(["sleep", "30"], user=uid, group=uid)
-    reaper = threading.Thread(target=proc.wait)  # what the dead evaluator's init would have done
-    reaper.start()
+    # And a uid in the range that the sandbox never used (another tool's box): left alone.
+    other = next(u for u in range(60980, 60990) if not (_uids._UID_LOCKS / str(u)).exists())
+    procs = [subprocess.Popen(["sleep", "30"], user=u, group=u) for u in (uid, other)]
+    reapers = [threading.Thread(target=p.wait) for p in procs]  # what the dead evaluator's init did
+    for t in reapers:
+        t.start()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(_uids, "_uids_with_processes", lambda: {uid})
+    monkeypatch.setattr(_uids, "_uids_with_processes", lambda: {uid, other})
     monkeypatch.setattr(_uids, "_swept", False)
-    with _uids._state_lock:
-        _uids._sweep_stale()
-    reaper.join(timeout=5)
-    assert proc.returncode == -signal.SIGKILL and not left.exists()
+    try:
+        with _uids._state_lock:
+            _uids._sweep_stale()
+        reapers[0].join(timeout=5)
+        assert procs[0].returncode == -signal.SIGKILL and not left.exists()
+        assert procs[1].poll() is None
+    finally:
+        procs[1].kill()
+        for t in reapers:
+            t.join(timeout=5)
 
 
 def test_cgroup_v2_detection_and_limits_on_a_fake_hierarchy(tmp_path, monkeypatch):

@@ -78,12 +78,19 @@ def _claim(uid: int) -> int | None:
 
 def _sweep_stale() -> None:
     """Once per process, before its first run: whatever a previous, dead evaluator left under a
-    sandbox uid that no live process holds (processes, cgroups, work dirs) is killed and removed."""
+    sandbox uid that no live process holds (processes, cgroups, work dirs) is killed and removed.
+    Only uids the sandbox has used since boot (a lock file of theirs exists): another tool's boxes
+    in the same uid range are none of its business."""
     global _swept
     if _swept:
         return
     _swept = True
-    uids = {u for u in _uids_with_processes() if _FIRST_UID <= u < _FIRST_UID + _UID_SLOTS}
+    ours = _lock_dir()
+    uids = {
+        u
+        for u in _uids_with_processes()
+        if _FIRST_UID <= u < _FIRST_UID + _UID_SLOTS and (ours / str(u)).exists()
+    }
     tmp = tempfile.gettempdir()
     for name in os.listdir(tmp):
         head = name[len(_WORK_PREFIX) :].split("-", 1)[0]
