@@ -34,7 +34,8 @@ seccomp and cgroups, and what never does):
   the keyring are denied too.
 - The bootstrap dies with the evaluator (parent-death SIGKILL), taking the init and the PID
   namespace with it; a process's first sandbox run sweeps what a dead evaluator left under a
-  sandbox uid that no live process holds (processes, cgroups, work dirs).
+  sandbox uid it has used since boot and that no live process holds (processes, cgroups, work
+  dirs).
 - Clean-up cannot be defeated by what a program leaves: work dirs are tmpfs mounts that go with
   an umount, and the fallback's removal walks any depth without recursion. A clean-up failure
   becomes that program's "sandbox_error"; a uid that cannot be cleared is quarantined, with a
