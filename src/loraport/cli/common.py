@@ -70,8 +70,9 @@ TaskOpt = typer.Option(
 ChatOpt = typer.Option(
     None,
     "--chat-template",
-    help="auto: prompts in each model's own chat template (its family's where the checkpoint has "
-    "none; raw for models without one); none: raw prompts. Default: $LORAPORT_CHAT_TEMPLATE, else auto.",
+    help="auto: prompts in each model's own chat template (raw for a model without one); family: "
+    "also its family's documented template where the checkpoint has none; none: raw prompts. "
+    "Default: $LORAPORT_CHAT_TEMPLATE, else auto.",
 )
 
 DeviceOpt = typer.Option(

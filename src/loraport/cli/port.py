@@ -33,7 +33,15 @@ def port(
         help="spanfit/distill: the task whose train prompts are used and whose eval items they must avoid.",
     ),
     prompts: Path | None = typer.Option(
-        None, "--prompts", help='spanfit/distill: JSONL of {"prompt": ...} instead.'
+        None,
+        "--prompts",
+        help='spanfit/distill: JSONL of {"prompt": ...}, your unlabeled prompts (instead of a task\'s).',
+    ),
+    eval_data: Path | None = typer.Option(
+        None,
+        "--eval",
+        help="A labelled JSONL (prompt, answer, scorer per line): the prompts must not repeat its items, "
+        "and base target, port and teacher are scored on it after the port (loraport_eval.json).",
     ),
     init: str | None = typer.Option(
         None,
@@ -48,7 +56,10 @@ def port(
     chat_template: str | None = ChatOpt,
 ) -> None:
     """Port one adapter: through a fitted --map, or --anchors + --method, or a method that needs no
-    anchors (copy, align), or a behaviour method (spanfit, distill) with --task."""
+    anchors (copy, align), or a behaviour method (spanfit, distill) with --task or your own --prompts."""
+    import json
+    import sys
+
     from loraport.api import port as port_api
     from loraport.device import use_device
     from loraport.models.chat import use_chat_template
@@ -71,5 +82,34 @@ def port(
             task=task,
             prompts=prompts,
             init=init,
+            eval_data=eval_data,
+            progress=sys.stderr.isatty(),
         )
-    console.print(f"wrote {path}")
+        console.print(f"wrote {path}")
+        if eval_data is not None:
+            _before_after(path, target_base, eval_data, source_base, adapter, json)
+
+
+def _before_after(path: Path, target_base: str, eval_data: Path, source_base, adapter: Path, json) -> None:
+    from rich.table import Table
+
+    from loraport.adapters import load_adapter
+    from loraport.evaluate.compare import EVAL_SUMMARY, before_after
+    from loraport.io import atomic_file
+
+    source = source_base or load_adapter(adapter).base_model
+    summary = before_after(target_base, path, eval_data, source=source, source_adapter=adapter)
+    table = Table(title=f"{eval_data} ({summary['n']} items)")
+    for col in ("condition", "model", "scorer", "correct", "invalid", "accuracy"):
+        table.add_column(col)
+    for name, c in summary["conditions"].items():
+        model = c["base"] + (" + adapter" if c["adapter"] else "")
+        table.add_row(name, model, c["scorer"], str(c["correct"]), str(c["invalid"]), f"{c['accuracy']:.3f}")
+    console.print(table)
+    ratio = summary["teacher_ratio"]
+    console.print(
+        "teacher ratio (port's gain over base / teacher's): "
+        + ("undefined (the teacher is no better than base)" if ratio is None else f"{ratio:.2f}")
+    )
+    with atomic_file(path / EVAL_SUMMARY) as fh:
+        fh.write(json.dumps(summary, indent=1) + "\n")

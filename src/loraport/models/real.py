@@ -173,7 +173,7 @@ class ChunkedGGUF:
 
 
 #: Qwen2.5-Coder-0.5B-Instruct Q4_K_M: 491,400,064 bytes in six chunks. Checked when registered: GGUF
-#: v3 header, architecture qwen2, 290 tensors; transformers loads it as Qwen2ForCausalLM (24 layers,
+#: v3 header, architecture qwen2, 291 tensors; transformers loads it as Qwen2ForCausalLM (24 layers,
 #: hidden 896, 14 query / 2 KV heads) with a ChatML template, and greedy it answers "What is 17 + 25?"
 #: with 42 (tests/models/test_real_checkpoints.py).
 QWEN25_CODER = ChunkedGGUF(

@@ -34,6 +34,7 @@ def distill_port(
     force: bool = False,
     provenance: dict[str, Any] | None = None,
     device: str | None = None,
+    progress: bool = False,
 ) -> Path:
     """Train Y's LoRA on `answers` from `init` for `steps` steps (or until `seconds`) and write it.
     With an init adapter, its rank and alpha are kept (rank/alpha apply to a zero init)."""
@@ -80,7 +81,7 @@ def distill_port(
             items,
             recipe,
             what="distill",
-            progress=False,
+            progress=progress,
             init=factors,
             steps=steps,
             seconds=seconds,

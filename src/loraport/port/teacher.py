@@ -96,6 +96,7 @@ def teach(
     max_new_tokens: int = 64,
     batch: int = 64,
     device: str | None = None,
+    progress: bool = False,
 ) -> Answers:
     """X + X adapter answers `prompts` greedily (one line each, as in evaluation), on `device`
     (None: the current one)."""
@@ -111,7 +112,18 @@ def teach(
     if tokenizer is None:
         raise MethodError(f"source base {source}: has no tokenizer, so it cannot answer prompts")
     adapter_prov = merge_adapter(model, adapter)
-    answers = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch=batch)
+    from loraport.train.loop import progress_bar
+
+    with progress_bar(progress) as bar:
+        job = bar.add_task("teacher answers", total=len(prompts), info="")
+        answers = generate(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            batch=batch,
+            on_batch=lambda k: bar.advance(job, k),
+        )
     tokens = sum(len(ids) for ids in tokenizer(answers, add_special_tokens=False)["input_ids"])
     return Answers(
         list(prompts),

@@ -23,7 +23,7 @@ from loraport.tasks.base import (
     warn_if_small,
 )
 from loraport.tasks.corpus import pretraining_corpus
-from loraport.tasks.files import FileTask, load_datasets_task, load_jsonl_task, resolve_task
+from loraport.tasks.files import FileTask, load_datasets_task, load_eval_jsonl, load_jsonl_task, resolve_task
 from loraport.tasks.item import Item
 from loraport.tasks.kb import KB, KnowledgeBase, kb_sentences
 
@@ -43,6 +43,7 @@ __all__ = [
     "kb_sentences",
     "list_tasks",
     "load_datasets_task",
+    "load_eval_jsonl",
     "load_jsonl_task",
     "pretraining_corpus",
     "resolve_task",

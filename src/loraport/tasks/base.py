@@ -190,7 +190,15 @@ def register(task: Task) -> Task:
 
 
 def get_task(name: str) -> Task:
-    """The registered task called `name`; TaskError (with the closest name) when there is none."""
+    """The registered task called `name`; TaskError (with the closest name) when there is none.
+    `<task>@<k>shot` names a few-shot variant of a registered task (`loraport.tasks.fewshot`),
+    registered on first use."""
+    if name not in TASKS:
+        from loraport.tasks.fewshot import fewshot_task
+
+        variant = fewshot_task(name)
+        if variant is not None:
+            return register(variant)
     return TASKS.get(name)
 
 

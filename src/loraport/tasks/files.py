@@ -180,6 +180,24 @@ def build_file_task(
     )
 
 
+def load_eval_jsonl(path: str | Path, name: str | None = None) -> FileTask:
+    """A labelled JSONL (the same record format) used only to evaluate: every line an eval item,
+    no train split. For checking a port on your own data (`loraport port --eval`)."""
+    path = Path(path)
+    items = _items(_read_jsonl(path), name or _default_name(path), "eval", frozenset(KNOWN_SCORERS))
+    scorer = items[0].scorer
+    return FileTask(
+        name=name or _default_name(path),
+        domain=DOMAIN_OF.get(scorer, "other"),
+        role="heldout",
+        description=f"labelled items from {path}",
+        scorers=(scorer, *(s for s in ALTERNATES.get(scorer, ()) if s in KNOWN_SCORERS)),
+        train_items=(),
+        eval_items=tuple(items),
+        source=str(path),
+    )
+
+
 def _read_jsonl(path: Path) -> list[Record]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -300,7 +318,11 @@ def resolve_task(spec: str | Path) -> Task:
             return load_jsonl_task(path / "train.jsonl", path / "eval.jsonl")
         if (path / "dataset_dict.json").is_file():
             return load_datasets_task(path)
-        raise TaskError(f"{path}: a task folder needs train.jsonl + eval.jsonl, or a saved datasets DatasetDict")
+        raise TaskError(
+            f"{path}: a task folder needs train.jsonl + eval.jsonl, or a saved datasets DatasetDict"
+        )
     if "/" in text or text.endswith(".jsonl"):
         raise TaskError(f"{path}: no such task folder")
-    return TASKS.get(text)  # unknown name: the registry's error names the closest task
+    from loraport.tasks.base import get_task
+
+    return get_task(text)  # a few-shot variant, or the registry's error naming the closest task
