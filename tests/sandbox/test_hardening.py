@@ -19,6 +19,7 @@ import pytest
 
 from loraport.sandbox import (
     Limits,
+    _cgroup,
     _host,
     _uids,
     batchable,
@@ -364,7 +365,7 @@ def _descendants(pid: int) -> dict[int, int]:
 
 @need_root
 @pytest.mark.parametrize("mode", ["batch", "single"])
-def test_killing_the_evaluator_leaves_no_sandbox_process_alive(mode):
+def test_killing_the_evaluator_leaves_no_sandbox_process_alive(mode, monkeypatch):
     if "pid" not in ISO["namespaces"]:
         pytest.skip("needs a PID namespace (its init takes every program process with it)")
     evaluator = subprocess.Popen([sys.executable, "-c", EVALUATOR, mode])
@@ -383,6 +384,16 @@ def test_killing_the_evaluator_leaves_no_sandbox_process_alive(mode):
     time.sleep(2.0)
     alive = _live(tree)
     assert not alive, f"sandbox processes outlived their evaluator: {sorted(alive)}"
+    # What the dead evaluator left on the host (its work dirs, its runs' cgroups) goes with the
+    # next process's start-up sweep: here, this one's.
+    used = {uid for uid in tree.values() if uid >= _uids._FIRST_UID}
+    monkeypatch.setattr(_uids, "_swept", False)
+    with _uids._state_lock:
+        _uids._sweep_stale()
+    tmp = tempfile.gettempdir()
+    assert not [n for n in os.listdir(tmp) if any(n.startswith(f"{_uids._WORK_PREFIX}u{u}-") for u in used)]
+    parents = _cgroup.probe().parents.values()
+    assert not [p for p in parents for u in used if os.path.exists(os.path.join(p, f"u{u}"))]
 
 
 def _live(pids) -> set[int]:
