@@ -21,7 +21,7 @@ import torch.nn.functional as F
 LARGE_VOCAB = 32768
 
 
-def _causal_lm(model: torch.nn.Module) -> Any:
+def causal_lm(model: torch.nn.Module) -> Any:
     """The transformers *ForCausalLM under a PEFT wrapper (or the model itself)."""
     get = getattr(model, "get_base_model", None)
     return get() if callable(get) else model
@@ -29,7 +29,7 @@ def _causal_lm(model: torch.nn.Module) -> Any:
 
 def supports_answer_loss(model: torch.nn.Module) -> bool:
     """Whether the model has the decoder + output-head layout `answer_loss` relies on."""
-    lm = _causal_lm(model)
+    lm = causal_lm(model)
     decoder = getattr(lm, "model", None)
     head = lm.get_output_embeddings() if hasattr(lm, "get_output_embeddings") else None
     scale = getattr(lm.config, "logit_scale", None) or getattr(lm.config, "logits_scaling", None)
@@ -42,7 +42,7 @@ def use_answer_loss(model: torch.nn.Module, setting: bool | None) -> bool:
         return False
     if setting:
         return True
-    head = _causal_lm(model).get_output_embeddings()
+    head = causal_lm(model).get_output_embeddings()
     return head.out_features >= LARGE_VOCAB
 
 
@@ -51,7 +51,7 @@ def answer_loss(
 ) -> torch.Tensor:
     """Mean cross-entropy of the labelled tokens (labels −100 elsewhere), with the output layer
     computed only at the positions that predict a labelled token."""
-    lm = _causal_lm(model)
+    lm = causal_lm(model)
     hidden = lm.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
     targets = labels[:, 1:]
     keep = targets != -100
