@@ -203,3 +203,47 @@ def test_anchor_methods_can_pair_layers_by_cka(kit):
     lmap = fmap.layer_map
     assert len(lmap) == 3 and lmap == sorted(lmap) and all(0 <= s < 4 for s in lmap)
     assert lmap == target_layer_map(cached_alignment(kit["x"], kit["y"]))
+
+
+def _labelled(path, items) -> None:
+    path.write_text(
+        "".join(
+            json.dumps({"prompt": it.prompt, "answer": it.answer, "scorer": it.scorer}) + "\n" for it in items
+        )
+    )
+
+
+def test_port_your_own_adapter_with_prompts_and_a_labelled_eval_file(kit, tmp_path):
+    """No registered task: the user's prompts, then base / port / teacher on the user's labelled items."""
+    task = get_task(TASK)
+    (tmp_path / "p.jsonl").write_text(
+        "".join(json.dumps({"prompt": it.prompt}) + "\n" for it in task.items("train", 16, seed=5))
+    )
+    _labelled(tmp_path / "eval.jsonl", task.items("eval", 12, seed=0))
+    args = ["port", "--adapter", str(kit["adapter"]), "--target-base", kit["y"], "--out", str(tmp_path / "o")]
+    args += ["--method", "distill", "--source-base", kit["x"], "--steps", "2", "--option", "max_new_tokens=6"]
+    res = CliRunner().invoke(
+        app, [*args, "--prompts", str(tmp_path / "p.jsonl"), "--eval", str(tmp_path / "eval.jsonl")]
+    )
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "o" / "loraport_eval.json").read_text())
+    assert set(summary["conditions"]) == {"base", "port", "teacher"} and summary["n"] == 12
+    assert all(c["scorer"] == "numeric_flexible" and c["n"] == 12 for c in summary["conditions"].values())
+    assert "teacher ratio" in res.output and load_adapter(tmp_path / "o").provenance["items_used"] > 0
+
+
+def test_port_your_own_refuses_prompts_that_are_in_the_eval_file(kit, tmp_path):
+    items = get_task(TASK).items("eval", 4, seed=0)
+    _labelled(tmp_path / "eval.jsonl", items)
+    (tmp_path / "p.jsonl").write_text(
+        json.dumps({"prompt": "fresh prompt"}) + "\n" + json.dumps({"prompt": items[2].prompt}) + "\n"
+    )
+    args = ["port", "--adapter", str(kit["adapter"]), "--target-base", kit["y"], "--out", str(tmp_path / "o")]
+    args += ["--method", "distill", "--source-base", kit["x"], "--steps", "2"]
+    res = CliRunner().invoke(
+        app, [*args, "--prompts", str(tmp_path / "p.jsonl"), "--eval", str(tmp_path / "eval.jsonl")]
+    )
+    assert res.exit_code == 2 and "prompt 1" in res.output and "eval item" in res.output
+    assert not (tmp_path / "o").exists()
+    res = CliRunner().invoke(app, args)  # neither prompts nor a task
+    assert res.exit_code == 2 and "needs --prompts" in res.output
