@@ -45,7 +45,39 @@ def plan_study(study: Study, device: str = "cpu", build: bool = True) -> Plan:
     for s in bases:
         if s not in unbuilt:
             fps[s] += _chat_suffix(s, study.chat_template, convert=build)
+    if build:
+        for s in bases:
+            if s not in zoo_specs():  # the zoo's tasks are made for its tokenizers
+                check_lengths(study, s)
     return make_plan(study, fps, device)
+
+
+def check_lengths(study: Study, spec: str) -> None:
+    """StudyError before any work when a training item of the study, formatted for base `spec` (its
+    chat format included), is longer than `recipe.max_length` tokens: X and Y tokenize differently,
+    so a recipe that fits one base may not fit the other."""
+    from loraport.bench.spec import StudyError
+    from loraport.models import load_tokenizer
+    from loraport.models.chat import chat_format, use_chat_template
+    from loraport.tasks import get_task
+
+    with use_chat_template(study.chat_template):
+        tok = load_tokenizer(spec)
+    if tok is None:
+        return
+    fmt, cap = chat_format(tok), study.recipe.max_length
+    for name in dict.fromkeys([*study.anchors, *study.heldout]):
+        items = get_task(name).items("train", study.recipe.examples, seed=study.recipe.seed)
+        texts = [fmt.render(it.prompt) + it.completion() for it in items]
+        lengths = [
+            len(ids) + len(fmt.answer_end) for ids in tok(texts, add_special_tokens=False)["input_ids"]
+        ]
+        worst = max(range(len(items)), key=lengths.__getitem__)
+        if lengths[worst] > cap:
+            raise StudyError(
+                f"study {study.name!r}: recipe.max_length {cap} is too short for task {name!r} on {spec}: "
+                f"item {items[worst].id} is {lengths[worst]} tokens"
+            )
 
 
 def _chat_suffix(spec: str, mode: str, *, convert: bool) -> str:
