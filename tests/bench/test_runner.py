@@ -183,7 +183,14 @@ def test_per_domain_pools_report_their_anchors_and_the_topk_choices(mini_spec, f
         pools={"all": "all", "math": "math"},  # math: math_add and math_sub, so no N=3 there
     )
     out = tmp_path / "run"
-    run_study(load_study(spec), out, threads=1, cache=full_run / "cache", progress=False, log=lambda s: None)
+    lines: list[str] = []  # under pytest stdout is no terminal: progress comes as log lines
+    run_study(load_study(spec), out, threads=1, cache=full_run / "cache", progress=True, log=lines.append)
+    computed = json.loads((out / "run.json").read_text())["computed"]
+    for kind, n in computed.items():
+        if n:
+            assert f"{kind}: {n} cells to compute" in lines
+            done = [x for x in lines if x.startswith(f"{kind} ") and "/" in x.split()[1]]
+            assert len(done) == n and done[-1].startswith(f"{kind} {n}/{n} ") and "elapsed" in done[-1]
     records = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
     ported = [r for r in records if r["condition"] == "method"]
     assert len(ported) == (2 + 1) * 2 * 2  # (N for all + N for math) x seeds x held-out tasks

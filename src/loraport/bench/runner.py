@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,8 @@ def run_study(
     if cache is None:  # a shared cache may hold another study's writes in progress
         store.sweep()
     runner = EXECUTORS.get(executor)(address=address, threads=threads, workers=workers, device=device)
+    lines = progress and not sys.stdout.isatty()
+    labels = {c.key: c.label for c in plan.cells.values()}
     errors: dict[str, str] = {}
     timings: dict[str, float] = {}
     stage_seconds: dict[str, float] = {}
@@ -156,9 +159,20 @@ def run_study(
                 if not cells:
                     continue
                 job = bar.add_task(f"{kind} ({len(cells)})", total=len(cells), info="")
+                count = [0]
+                if lines:
+                    log(f"{kind}: {len(cells)} cells to compute")
 
-                def done(res: dict[str, Any], job=job) -> None:
+                def done(res: dict[str, Any], job=job, count=count, n=len(cells), kind=kind) -> None:
                     bar.advance(job)
+                    count[0] += 1
+                    if lines:  # no live bar (a log file, nohup, CI): one line per finished cell
+                        label = labels.get(res["key"], res["key"][:12])
+                        log(
+                            f"{kind} {count[0]}/{n} {label}: {res['seconds']:.1f} s "
+                            f"(elapsed {time.perf_counter() - start:.0f} s)"
+                            + (" FAILED" if res["error"] else "")
+                        )
                     timings[res["key"]] = res["seconds"]
                     if res["error"]:
                         errors[res["key"]] = res["error"]
