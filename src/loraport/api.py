@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from loraport.adapters import load_adapter
-from loraport.arch import arch_for
 from loraport.errors import LoraportError, MethodError
 from loraport.io import check_output
-from loraport.port import FittedMap, apply_map, copy_port, fit_map, get_method, load_anchors
+from loraport.port import FittedMap, PortJob, fit_map, get_method, load_anchors
+from loraport.port.methods import apply_to_target
 
 
 def _config(spec: str) -> Any:
@@ -52,11 +52,6 @@ def fit(
     )
     fmap.save(out, force=force)
     return fmap
-
-
-def _same_shapes(a: Any, b: Any) -> bool:
-    ma, mb = arch_for(a).modules(), arch_for(b).modules()
-    return [(m.name, m.shape) for m in ma] == [(m.name, m.shape) for m in mb]
 
 
 def port(
@@ -105,122 +100,29 @@ def port(
     m = get_method(method, **(options or {})) if method is not None else None
     x = load_adapter(adapter, allow_pickle=allow_pickle)
     target_config = _config(target_base)
-    if m is not None and m.name == "copy":
-        return copy_port(x, target_config, target_base, out, force=force)
-    if m is not None and m.scope == "behaviour":
-        spec = load_anchors(anchors) if anchors is not None else None
-        source = source_base or (spec.source_base if spec else None) or x.base_model
-        if not source:
-            raise MethodError(f"method {m.name!r}: give --source-base (the adapter names no base model)")
-        ctx = dict(
-            source=source,
-            task=task,
-            prompts=prompts,
-            eval_n=eval_n,
-            eval_seed=eval_seed,
-            anchors=anchors,
-            eval_data=eval_data,
-            progress=progress,
-        )
-        return _behaviour_port(m, x.path, target_base, out, spec, init_path, seed, force, ctx)
-    if map_dir is not None:
-        fmap = FittedMap.load(map_dir)
-    elif anchors is not None and m is not None:
-        spec = load_anchors(anchors)
-        fmap = fit_map(
-            spec,
-            m,
-            _config(spec.source_base),
-            _config(spec.target_base),
-            seed=seed,
-            allow_pickle=allow_pickle,
-        )
-    else:
+    job = PortJob(
+        adapter=x,
+        target_base=target_base,
+        target_config=target_config,
+        out=Path(out),
+        anchors=anchors,
+        seed=seed,
+        force=force,
+        allow_pickle=allow_pickle,
+        source_base=source_base,
+        task=task,
+        prompts=prompts,
+        init=init_path,
+        eval_n=eval_n,
+        eval_seed=eval_seed,
+        eval_data=eval_data,
+        progress=progress,
+    )
+    if m is not None:
+        return m.port(job)
+    if map_dir is None:
         raise MethodError("give --map, or --anchors with --method, or --method copy")
-    if not _same_shapes(fmap.target_config, target_config):
-        raise LoraportError(
-            f"--target-base {target_base}: its modules differ in shape from the map's target base {fmap.target_base}"
-        )
-    return apply_map(fmap, x, out, force=force, base_model=target_base)
-
-
-def _behaviour_port(m, x: Path, target: str, out, spec, init_path, seed: int, force: bool, ctx) -> Path:
-    import tempfile
-
-    from loraport.port.prompts import unlabeled_prompts
-    from loraport.port.teacher import teach
-
-    o = m.options()
-    if m.name == "align":
-        from loraport.port.align import align_port
-
-        return align_port(ctx["source"], target, x, out, texts=o["texts"], ridge=o["ridge"], force=force)
-    if ctx["task"] is None and ctx["prompts"] is None:
-        raise MethodError(
-            f"method {m.name!r} needs --prompts (your unlabeled prompts) or --task (a task's train prompts)"
-        )
-    if ctx["task"] is None:
-        from loraport.port.prompts import check_disjoint_prompts, read_prompts
-
-        prompts = read_prompts(ctx["prompts"])
-    else:
-        prompts = unlabeled_prompts(
-            ctx["task"],
-            o["prompts"],
-            o["prompt_seed"],
-            path=ctx["prompts"],
-            n_eval=ctx["eval_n"],
-            eval_seed=ctx["eval_seed"],
-        )
-    if ctx["eval_data"] is not None:
-        from loraport.port.prompts import check_disjoint_prompts
-        from loraport.tasks import load_eval_jsonl
-
-        held = load_eval_jsonl(ctx["eval_data"])
-        check_disjoint_prompts(prompts, held, n_eval=held.available("eval"), eval_seed=0)
-    if m.name == "spanfit" and spec is None:
-        raise MethodError(
-            "method 'spanfit' needs --anchors (it refits the ridge weights over the target anchors)"
-        )
-    answers = teach(ctx["source"], x, prompts, max_new_tokens=o["max_new_tokens"], progress=ctx["progress"])
-    if m.name == "spanfit":
-        from loraport.port.spanfit import spanfit_port
-
-        configs = _config(spec.source_base), _config(spec.target_base)
-        return spanfit_port(
-            spec, *configs, x, answers, out, steps=o["steps"], lr=o["lr"], seed=seed, force=force
-        )
-    from loraport.port.distill import distill_port
-
-    with tempfile.TemporaryDirectory(prefix=".init-", dir=Path(out).resolve().parent) as tmp:
-        if init_path is None and o["init"] != "zero":
-            init_path = Path(tmp) / "init"
-            port(
-                x,
-                target,
-                init_path,
-                anchors=ctx["anchors"],
-                method=o["init"],
-                seed=seed,
-                source_base=ctx["source"],
-                task=ctx["task"],
-                prompts=ctx["prompts"],
-                eval_n=ctx["eval_n"],
-                eval_seed=ctx["eval_seed"],
-                eval_data=ctx["eval_data"],
-            )
-        return distill_port(
-            target,
-            answers,
-            out,
-            init=init_path,
-            steps=o["steps"],
-            seconds=o["seconds"],
-            lr=o["lr"],
-            seed=seed,
-            force=force,
-            progress=ctx["progress"],
-        )
+    return apply_to_target(FittedMap.load(map_dir), job)
 
 
 _LAYER = re.compile(r"\.(\d+)\.")

@@ -1,5 +1,10 @@
-"""Layer correspondences between models of different depth, one registry so later maps (CKA of
-hidden states) slot in. A map returns, for each target layer, the source layer it reads from."""
+"""Layer correspondences between models of different depth, one registry of maps. A map returns,
+for each target layer, the source layer it reads from; it is called with the two layer counts and
+keyword context (`source_base`, `target_base`), which maps that need no more ignore.
+
+    relative   same relative depth, from the layer counts alone (here)
+    cka        CKA of both bases' hidden states on generic text (port.layermaps; loads both bases)
+"""
 
 from __future__ import annotations
 

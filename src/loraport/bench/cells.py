@@ -68,75 +68,11 @@ def _teach(cell: Cell, store: Store) -> None:
 
 
 def _port(cell: Cell, store: Store) -> None:
-    from loraport.models import load_config
-    from loraport.port import AnchorPair, AnchorsSpec, apply_map, copy_port, fit_map, get_method
-
-    p = cell.params
-    prov = {"study_cell": cell.key, "task": p["task"]}
-    out = store.adapter(cell.key)
-    opts = get_method(p["method"], **p["options"]).options()
-    if p["method"] == "align":
-        from loraport.port.align import align_port
-
-        align_port(
-            p["source"],
-            p["target"],
-            store.adapter(p["x"]),
-            out,
-            texts=opts["texts"],
-            ridge=opts["ridge"],
-            force=True,
-            provenance=prov,
-        )
-        return
-    if p["method"] == "copy":
-        copy_port(store.adapter(p["x"]), load_config(p["target"]), p["target"], out, force=True)
-        return
-    pairs = [
-        AnchorPair(task=t, source=store.adapter(kx), target=store.adapter(ky)) for t, kx, ky in p["pairs"]
-    ]
-    spec = AnchorsSpec(source_base=p["source"], target_base=p["target"], pairs=pairs)
-    configs = load_config(p["source"]), load_config(p["target"])
-    if p["method"] == "spanfit":
-        from loraport.port.spanfit import spanfit_port
-        from loraport.port.teacher import Answers
-
-        spanfit_port(
-            spec,
-            *configs,
-            store.adapter(p["x"]),
-            Answers.load(store.teach(p["teach"])),
-            out,
-            steps=opts["steps"],
-            lr=opts["lr"],
-            seed=p["seed"],
-            force=True,
-            provenance=prov,
-        )
-        return
-    fmap = fit_map(spec, p["method"], *configs, options=p["options"], seed=p["seed"])
-    apply_map(fmap, store.adapter(p["x"]), out, force=True, verify_anchors=False, provenance=prov)
-
-
-def _distill(cell: Cell, store: Store) -> None:
+    """A "port" or "distill" cell: computed by the method that planned it (PortMethod.run_cell)."""
     from loraport.port import get_method
-    from loraport.port.distill import distill_port
-    from loraport.port.teacher import Answers
 
     p = cell.params
-    opts = get_method("distill", **p["options"]).options()
-    distill_port(
-        p["target"],
-        Answers.load(store.teach(p["teach"])),
-        store.adapter(cell.key),
-        init=store.adapter(p["init"]) if p["init"] else None,
-        steps=opts["steps"],
-        seconds=opts["seconds"],
-        lr=opts["lr"],
-        seed=p["seed"],
-        force=True,
-        provenance={"study_cell": cell.key, "task": p["task"]},
-    )
+    get_method(p["method"], **p["options"]).run_cell(cell, store)
 
 
 def _control(cell: Cell, store: Store) -> None:
@@ -169,7 +105,7 @@ RUNNERS = {
     "train": _train,
     "teach": _teach,
     "port": _port,
-    "distill": _distill,
+    "distill": _port,
     "control": _control,
     "eval": _eval,
 }

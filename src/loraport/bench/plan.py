@@ -9,6 +9,7 @@ comparison is paired.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,52 @@ def shuffled_source(heldout: list[str], i: int) -> str:
     order = [*heldout[i + 1 :], *heldout[:i]]
     domain = get_task(heldout[i]).domain
     return next((t for t in order if get_task(t).domain != domain), order[0] if order else heldout[i])
+
+
+@dataclass
+class PortRequest:
+    """One port of a held-out task's X adapter as a method's `plan` hook sees it: what to port, and
+    the planner's callbacks to add cells (see port.methods.PortMethod.plan)."""
+
+    method: str
+    options: dict[str, Any]  # as the study writes them (with no defaults filled in)
+    task: str
+    x_key: str  # the train cell of the X adapter to port
+    pairs: list  # (anchor task, source train key, target train key) per anchor
+    seed: int
+    n: int
+    fp: dict[str, str]  # side ("source", "target") -> fingerprint (with the device suffix)
+    source: str
+    target: str
+    add: Callable[[str, str, tuple, dict[str, Any], str], str]  # (kind, key, deps, params, label)
+    teach: Callable[[dict[str, Any]], str]  # the teacher-answers cell for these prompt options
+    port: Callable[[str, dict[str, Any]], str]  # another method's port of the same input
+
+    @staticmethod
+    def key(*parts: Any) -> str:
+        """A cell's content key over its inputs (bench.store.content_key)."""
+        return content_key(*parts)
+
+    @property
+    def anchor_deps(self) -> tuple[str, ...]:
+        return tuple(k for _, kx, ky in self.pairs for k in (kx, ky))
+
+    @property
+    def common(self) -> dict[str, Any]:
+        """The params every port cell carries."""
+        return {
+            "method": self.method,
+            "options": self.options,
+            "seed": self.seed,
+            "x": self.x_key,
+            "task": self.task,
+            "source": self.source,
+            "target": self.target,
+        }
+
+    @property
+    def label(self) -> str:
+        return f"{self.task} {variant_name(self.method, self.options)} N={self.n} s{self.seed}"
 
 
 def make_plan(study: Study, fingerprints: dict[str, str], device: str = "cpu") -> Plan:
@@ -106,37 +153,24 @@ def make_plan(study: Study, fingerprints: dict[str, str], device: str = "cpu") -
     def port(
         method: str, options: dict[str, Any], task: str, x_key: str, pairs: list, seed: int, n: int
     ) -> str:
-        """The cell that ports `x_key` with one method variant (and the cells it needs)."""
-        scope = METHODS.get(method).scope
-        full = METHODS.get(method)(**options).options()  # defaults filled in: they are part of the key
-        common = {
-            "method": method,
-            "options": options,
-            "seed": seed,
-            "x": x_key,
-            "task": task,
-            "source": study.source,
-            "target": study.target,
-        }
-        label = f"{task} {variant_name(method, options)} N={n} s{seed}"
-        anchor_deps = tuple(k for _, kx, ky in pairs for k in (kx, ky))
-        if scope in ("global", "pertensor"):
-            key = content_key("port", method, options, seed, pairs, x_key, fp["target"], study.target)
-            return add("port", key, (x_key, *anchor_deps), {**common, "pairs": pairs}, f"port {label}")
-        if method == "align":
-            key = content_key("port", method, full, x_key, fp["source"], fp["target"], study.target)
-            return add("port", key, (x_key,), common, f"port {task} align from {x_key[:8]}")
-        if method == "copy":
-            key = content_key("port", method, x_key, fp["target"], study.target)
-            return add("port", key, (x_key,), common, f"port {task} copy")
-        t = teach(x_key, task, full)
-        if method == "spanfit":
-            key = content_key("port", method, full, seed, pairs, x_key, t, fp["target"], study.target)
-            params = {**common, "pairs": pairs, "teach": t}
-            return add("port", key, (x_key, t, *anchor_deps), params, f"port {label}")
-        init = None if full["init"] == "zero" else port(full["init"], {}, task, x_key, pairs, seed, n)
-        key = content_key("distill", full, seed, init, t, fp["target"], study.target)
-        return add("distill", key, (t, init), {**common, "teach": t, "init": init}, f"distill {label}")
+        """The cell that ports `x_key` with one method variant (and the cells it needs): the method
+        plans them (PortMethod.plan)."""
+        req = PortRequest(
+            method=method,
+            options=options,
+            task=task,
+            x_key=x_key,
+            pairs=pairs,
+            seed=seed,
+            n=n,
+            fp=fp,
+            source=study.source,
+            target=study.target,
+            add=add,
+            teach=lambda opts: teach(x_key, task, opts),
+            port=lambda m, o: port(m, o, task, x_key, pairs, seed, n),
+        )
+        return METHODS.get(method)(**options).plan(req)
 
     def random_control(ref: str, seed: int) -> str:
         key = content_key("random", ref, seed)

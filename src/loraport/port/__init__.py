@@ -1,14 +1,17 @@
 """Port methods: one registry, fitted on anchor pairs, applied to any source adapter."""
 
+# Method plugins: each module registers its methods when imported (a new method: one module here).
+from loraport.port import behaviour, layermaps  # noqa: F401  (registration)
 from loraport.port.anchors import AnchorPair, AnchorsSpec, load_anchors
 from loraport.port.fitted import FittedMap, apply_map, copy_port, fit_map, port_weights
-from loraport.port.methods import METHODS, PortMethod, get_method
+from loraport.port.methods import METHODS, PortJob, PortMethod, get_method, register_method
 
 __all__ = [
     "METHODS",
     "AnchorPair",
     "AnchorsSpec",
     "FittedMap",
+    "PortJob",
     "PortMethod",
     "apply_map",
     "copy_port",
@@ -16,4 +19,5 @@ __all__ = [
     "get_method",
     "load_anchors",
     "port_weights",
+    "register_method",
 ]

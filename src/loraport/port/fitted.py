@@ -168,8 +168,9 @@ def fit_map(
     allow_pickle: bool = False,
 ) -> FittedMap:
     """Fit `method` on the anchor pairs. Configs are transformers configs of the two bases.
-    `layers` pairs target layers with source layers: "relative" (same relative depth, from the
-    configs alone) or "cka" (CKA of both bases' hidden states on generic text; loads both)."""
+    `layers` names a registered layer map (arch.LAYER_MAPS) pairing target layers with source
+    layers: "relative" (same relative depth, from the configs alone) or "cka" (CKA of both bases'
+    hidden states on generic text; loads both, see port.layermaps)."""
     t0 = time.perf_counter()
     m = method if isinstance(method, PortMethod) else get_method(method, **(options or {}))
     if m.scope in ("none", "behaviour"):
@@ -181,12 +182,9 @@ def fit_map(
     check_pair_tasks(spec, xs, ys)
     ax, ay = arch_for(source_config), arch_for(target_config)
     sx, sy = Side.build(ax, spec.source_base, xs), Side.build(ay, spec.target_base, ys)
-    if layers == "cka":  # needs both bases: both read generic text (see port.align)
-        from loraport.port.align import cached_alignment, target_layer_map
-
-        lmap = target_layer_map(cached_alignment(spec.source_base, spec.target_base))
-    else:
-        lmap = layer_map(ax.num_layers, ay.num_layers, layers)
+    lmap = layer_map(
+        ax.num_layers, ay.num_layers, layers, source_base=spec.source_base, target_base=spec.target_base
+    )
     pairing: dict[str, str | None] = {}
     for key in sy.keys:
         layer, role = key.split(".", 1)

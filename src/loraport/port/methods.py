@@ -12,7 +12,7 @@
 | pertensor_mlp         | the same coordinates through a small MLP, per tensor        | per tensor |
 | copy                  | identity, when source and target shapes are identical       | —          |
 
-Behaviour methods (scope "behaviour") are not fitted on anchor Grams; each has its own entry point:
+Behaviour methods (scope "behaviour", in port/behaviour.py) are not fitted on anchor Grams:
 
 | method   | needs                                   | entry point                    |
 |----------|-----------------------------------------|--------------------------------|
@@ -20,29 +20,88 @@ Behaviour methods (scope "behaviour") are not fitted on anchor Grams; each has i
 | spanfit  | anchors + unlabeled prompts of the task | port.spanfit.spanfit_port      |
 | distill  | unlabeled prompts of the task (+ init)  | port.distill.distill_port      |
 
+Every method, anchor or behaviour, implements one protocol (PortMethod): `requires` (what it needs:
+anchors, prompts, source_base, generic_text), `plan` (the cells it adds to a study plan: its port,
+plus e.g. teacher answers or an init port), `run_cell` (computing those cells) and `port` (the
+`loraport port` path). A new method is one module that subclasses PortMethod and registers itself
+with `@register_method`; port/__init__.py imports it (see port/zero.py):
+
+    @register_method
+    class Zero(PortMethod):
+        name = "zero"
+        scope = "none"
+        requires = frozenset()
+        def plan(self, req): ...          # add cells through req.add, return the port's key
+        def run_cell(self, cell, store): ...
+        def port(self, job): ...
+
 A tensor is a logical projection "layer.role" (fused qkv/gate_up are split by rows); a target tensor
 at layer l pairs with the source tensor of the same role at the layer given by the layer map.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from loraport.errors import MethodError, closest
 from loraport.port import numerics as nx
 from loraport.registry import Registry
+
+if TYPE_CHECKING:
+    from loraport.adapters import Adapter
+    from loraport.bench.plan import Cell, PortRequest
+    from loraport.bench.store import Store
+    from loraport.port.fitted import FittedMap
+
+#: What a method may need, for `requires` (documentation and `loraport methods`).
+NEEDS = frozenset({"anchors", "prompts", "source_base", "generic_text"})
 
 
 class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+@dataclass
+class PortJob:
+    """One `loraport.api.port` call as a method's `port` hook sees it (see that function)."""
+
+    adapter: Adapter  # the input adapter, loaded
+    target_base: str
+    target_config: Any
+    out: Path
+    anchors: str | Path | None = None
+    seed: int = 0
+    force: bool = False
+    allow_pickle: bool = False
+    source_base: str | None = None
+    task: str | None = None
+    prompts: str | Path | None = None
+    init: Path | None = None  # an init adapter folder (distill)
+    eval_n: int = 300
+    eval_seed: int = 0
+    eval_data: str | Path | None = None
+    progress: bool = False
+
+
 class PortMethod:
+    """The protocol every port method implements (the default hooks are those of the anchor
+    methods: fit on anchor Grams, apply to the input).
+
+    requires: what the method needs, a subset of NEEDS.
+    plan(req): add the cells of one port to a study plan through `req` (a bench.plan.PortRequest);
+      returns the key of the cell whose adapter is the port.
+    run_cell(cell, store): compute a cell that `plan` added (its kind is the one given to req.add).
+    port(job): the `loraport port` path; returns the output folder.
+    """
+
     name: ClassVar[str]
     scope: ClassVar[Literal["global", "pertensor", "none", "behaviour"]] = "global"
+    requires: ClassVar[frozenset[str]] = frozenset({"anchors"})
     needs: ClassVar[str] = "anchors"
     summary: ClassVar[str] = ""
     Options: ClassVar[type[BaseModel]] = NoOptions
@@ -64,6 +123,40 @@ class PortMethod:
     def options(self) -> dict[str, Any]:
         return self.opts.model_dump()
 
+    # -- the protocol: a study plan, its cells, and `loraport port` ----------------------------
+    def plan(self, req: PortRequest) -> str:
+        """One "port" cell over the anchor pairs and the input; its key has the options as written
+        in the study (not with defaults filled in)."""
+        key = req.key(
+            "port", self.name, req.options, req.seed, req.pairs, req.x_key, req.fp["target"], req.target
+        )
+        params = {**req.common, "pairs": req.pairs}
+        return req.add("port", key, (req.x_key, *req.anchor_deps), params, f"port {req.label}")
+
+    def run_cell(self, cell: Cell, store: Store) -> None:
+        from loraport.models import load_config
+        from loraport.port.fitted import apply_map, fit_map
+
+        p = cell.params
+        spec = anchors_of(p, store)
+        configs = load_config(p["source"]), load_config(p["target"])
+        fmap = fit_map(spec, p["method"], *configs, options=p["options"], seed=p["seed"])
+        prov = {"study_cell": cell.key, "task": p["task"]}
+        out = store.adapter(cell.key)
+        apply_map(fmap, store.adapter(p["x"]), out, force=True, verify_anchors=False, provenance=prov)
+
+    def port(self, job: PortJob) -> Path:
+        from loraport.models import load_config
+        from loraport.port.anchors import load_anchors
+        from loraport.port.fitted import fit_map
+
+        if job.anchors is None:
+            raise MethodError("give --map, or --anchors with --method, or --method copy")
+        spec = load_anchors(job.anchors)
+        configs = load_config(spec.source_base), load_config(spec.target_base)
+        fmap = fit_map(spec, self, *configs, seed=job.seed, allow_pickle=job.allow_pickle)
+        return apply_to_target(fmap, job)
+
     # -- fitting: one state per scope key from the source and target Grams --------------------
     def fit_key(self, Kx: torch.Tensor, Ky: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"Kx": Kx, "Ky": Ky}
@@ -82,16 +175,53 @@ class PortMethod:
         return nx.linear_weights(state["T"], state["Kx"], k)
 
 
+def anchors_of(params: dict[str, Any], store: Store) -> Any:
+    """The AnchorsSpec of a planned port cell (its "pairs" of task, source key, target key)."""
+    from loraport.port.anchors import AnchorPair, AnchorsSpec
+
+    pairs = [
+        AnchorPair(task=t, source=store.adapter(kx), target=store.adapter(ky))
+        for t, kx, ky in params["pairs"]
+    ]
+    return AnchorsSpec(source_base=params["source"], target_base=params["target"], pairs=pairs)
+
+
+def apply_to_target(fmap: FittedMap, job: PortJob) -> Path:
+    """Apply a fitted map to the job's input, once the job's target base is checked to have the
+    module shapes of the map's target base."""
+    from loraport.arch import arch_for
+    from loraport.errors import LoraportError
+    from loraport.port.fitted import apply_map
+
+    ma, mb = arch_for(fmap.target_config).modules(), arch_for(job.target_config).modules()
+    if [(m.name, m.shape) for m in ma] != [(m.name, m.shape) for m in mb]:
+        raise LoraportError(
+            f"--target-base {job.target_base}: its modules differ in shape from the map's target base {fmap.target_base}"
+        )
+    return apply_map(fmap, job.adapter, job.out, force=job.force, base_model=job.target_base)
+
+
 METHODS: Registry[type[PortMethod]] = Registry("port method", MethodError)
 
 
 def get_method(name: str, **options: Any) -> PortMethod:
+    """An instance of the registered method `name` with its options checked (MethodError names
+    the closest valid option or method)."""
     return METHODS.get(name)(**options)
 
 
-def _register(cls: type[PortMethod]) -> type[PortMethod]:
+def register_method(cls: type[PortMethod]) -> type[PortMethod]:
+    """Class decorator: register a PortMethod subclass under its `name`."""
+    unknown = set(cls.requires) - NEEDS
+    if unknown:
+        raise ValueError(
+            f"port method {cls.name!r} requires unknown {sorted(unknown)} (known: {sorted(NEEDS)})"
+        )
     METHODS.add(cls.name, cls)
     return cls
+
+
+_register = register_method
 
 
 @_register
@@ -295,67 +425,24 @@ def _mlp(params, x):
 class Copy(PortMethod):
     name = "copy"
     scope = "none"
+    requires = frozenset()
     needs = "nothing (source and target must have identical module shapes)"
     summary = "the input adapter unchanged, for bases with identical shapes"
 
+    def plan(self, req):
+        key = req.key("port", self.name, req.x_key, req.fp["target"], req.target)
+        return req.add("port", key, (req.x_key,), req.common, f"port {req.task} copy")
 
-class AlignOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    texts: int = Field(256, ge=8)  # generic-text lines both bases read
-    ridge: float = Field(1.0, gt=0)  # relative ridge of the least-squares hidden-space maps
+    def run_cell(self, cell, store):
+        from loraport.models import load_config
+        from loraport.port.fitted import copy_port
 
+        p = cell.params
+        copy_port(
+            store.adapter(p["x"]), load_config(p["target"]), p["target"], store.adapter(cell.key), force=True
+        )
 
-@_register
-class Align(PortMethod):
-    name = "align"
-    scope = "behaviour"
-    needs = "nothing: the two bases and generic text"
-    summary = "CKA layer map + least-squares hidden-space maps on paired states; ΔW transformed per module"
-    Options = AlignOptions
+    def port(self, job):
+        from loraport.port.fitted import copy_port
 
-
-class PromptOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    prompts: int = Field(512, ge=1)  # unlabeled prompts of the task (train split; never eval items)
-    prompt_seed: int = 1
-    max_new_tokens: int = Field(64, ge=1)  # teacher answer budget
-
-
-class SpanfitOptions(PromptOptions):
-    steps: int = Field(40, ge=0)
-    lr: float = Field(0.05, gt=0)
-
-
-@_register
-class Spanfit(PortMethod):
-    name = "spanfit"
-    scope = "behaviour"
-    needs = "anchors + unlabeled prompts of the task"
-    summary = "global_ridge's anchor weights, refitted so Y + port imitates X + X adapter's answers"
-    Options = SpanfitOptions
-
-
-class DistillOptions(PromptOptions):
-    init: str = "zero"  # zero, or a method whose port starts training (align, global_ridge, spanfit, ...)
-    steps: int = Field(60, ge=1)
-    seconds: float | None = Field(None, gt=0)
-    lr: float = Field(5e-3, gt=0)
-
-
-@_register
-class Distill(PortMethod):
-    name = "distill"
-    scope = "behaviour"
-    needs = "unlabeled prompts of the task (plus what its init needs)"
-    summary = "a Y LoRA trained on X + X adapter's answers, from another port or zero, within a budget"
-    Options = DistillOptions
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        init = self.opts.init
-        choices = ["zero", *(n for n in METHODS.names() if n != "distill")]
-        if init not in choices:
-            raise MethodError(
-                f"method 'distill': option init={init!r} is not zero or another port method"
-                + (closest(init, choices) or f" (one of: {', '.join(choices)})")
-            )
+        return copy_port(job.adapter, job.target_config, job.target_base, job.out, force=job.force)

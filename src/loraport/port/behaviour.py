@@ -1,0 +1,284 @@
+"""The behaviour methods: `align`, `spanfit`, `distill`. None is fitted on anchor Grams; each plans
+its own cells (spanfit and distill: the teacher's answers; distill: an init port), computes them,
+and ports through its own entry point (port.align, port.spanfit, port.distill).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from loraport.errors import MethodError, closest
+from loraport.port.methods import METHODS, PortJob, PortMethod, anchors_of, register_method
+
+
+class AlignOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    texts: int = Field(256, ge=8)  # generic-text lines both bases read
+    ridge: float = Field(1.0, gt=0)  # relative ridge of the least-squares hidden-space maps
+
+
+class BehaviourMethod(PortMethod):
+    """A method that reads the source base (found from --source-base, the anchors, or the
+    adapter's base_model) instead of fitting on anchor Grams."""
+
+    scope = "behaviour"
+
+    def port(self, job: PortJob) -> Path:
+        from loraport.port.anchors import load_anchors
+
+        spec = load_anchors(job.anchors) if job.anchors is not None else None
+        source = job.source_base or (spec.source_base if spec else None) or job.adapter.base_model
+        if not source:
+            raise MethodError(f"method {self.name!r}: give --source-base (the adapter names no base model)")
+        return self.port_from(job, source, spec)
+
+    def port_from(self, job: PortJob, source: str, spec: Any) -> Path:
+        raise NotImplementedError
+
+
+class PromptOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prompts: int = Field(512, ge=1)  # unlabeled prompts of the task (train split; never eval items)
+    prompt_seed: int = 1
+    max_new_tokens: int = Field(64, ge=1)  # teacher answer budget
+
+
+class TeacherMethod(BehaviourMethod):
+    """A behaviour method that learns from the source + input adapter's answers to unlabeled
+    prompts: in a study, a "teach" cell; in `loraport port`, the prompts of --task or --prompts."""
+
+    def prompts(self, job: PortJob) -> Any:
+        """The unlabeled prompts of a `loraport port` call, checked disjoint from its eval data."""
+        from loraport.port.prompts import check_disjoint_prompts, read_prompts, unlabeled_prompts
+
+        o = self.options()
+        if job.task is None and job.prompts is None:
+            raise MethodError(
+                f"method {self.name!r} needs --prompts (your unlabeled prompts) or --task (a task's train prompts)"
+            )
+        if job.task is None:
+            prompts = read_prompts(job.prompts)
+        else:
+            prompts = unlabeled_prompts(
+                job.task,
+                o["prompts"],
+                o["prompt_seed"],
+                path=job.prompts,
+                n_eval=job.eval_n,
+                eval_seed=job.eval_seed,
+            )
+        if job.eval_data is not None:
+            from loraport.tasks import load_eval_jsonl
+
+            held = load_eval_jsonl(job.eval_data)
+            check_disjoint_prompts(prompts, held, n_eval=held.available("eval"), eval_seed=0)
+        return prompts
+
+    def answers(self, job: PortJob, source: str, prompts: Any) -> Any:
+        from loraport.port.teacher import teach
+
+        o = self.options()
+        return teach(
+            source, job.adapter.path, prompts, max_new_tokens=o["max_new_tokens"], progress=job.progress
+        )
+
+
+@register_method
+class Align(BehaviourMethod):
+    name = "align"
+    requires = frozenset({"source_base", "generic_text"})
+    needs = "nothing: the two bases and generic text"
+    summary = "CKA layer map + least-squares hidden-space maps on paired states; ΔW transformed per module"
+    Options = AlignOptions
+
+    def plan(self, req):
+        fp = req.fp
+        key = req.key("port", self.name, self.options(), req.x_key, fp["source"], fp["target"], req.target)
+        return req.add("port", key, (req.x_key,), req.common, f"port {req.task} align from {req.x_key[:8]}")
+
+    def run_cell(self, cell, store):
+        from loraport.port.align import align_port
+
+        p, o = cell.params, self.options()
+        prov = {"study_cell": cell.key, "task": p["task"]}
+        x, out = store.adapter(p["x"]), store.adapter(cell.key)
+        align_port(
+            p["source"], p["target"], x, out, texts=o["texts"], ridge=o["ridge"], force=True, provenance=prov
+        )
+
+    def port_from(self, job, source, spec):
+        from loraport.port.align import align_port
+
+        o = self.options()
+        return align_port(
+            source,
+            job.target_base,
+            job.adapter.path,
+            job.out,
+            texts=o["texts"],
+            ridge=o["ridge"],
+            force=job.force,
+        )
+
+
+class SpanfitOptions(PromptOptions):
+    steps: int = Field(40, ge=0)
+    lr: float = Field(0.05, gt=0)
+
+
+@register_method
+class Spanfit(TeacherMethod):
+    name = "spanfit"
+    requires = frozenset({"anchors", "prompts", "source_base"})
+    needs = "anchors + unlabeled prompts of the task"
+    summary = "global_ridge's anchor weights, refitted so Y + port imitates X + X adapter's answers"
+    Options = SpanfitOptions
+
+    def plan(self, req):
+        full = self.options()
+        t = req.teach(full)
+        key = req.key(
+            "port", self.name, full, req.seed, req.pairs, req.x_key, t, req.fp["target"], req.target
+        )
+        params = {**req.common, "pairs": req.pairs, "teach": t}
+        return req.add("port", key, (req.x_key, t, *req.anchor_deps), params, f"port {req.label}")
+
+    def run_cell(self, cell, store):
+        from loraport.models import load_config
+        from loraport.port.spanfit import spanfit_port
+        from loraport.port.teacher import Answers
+
+        p, o = cell.params, self.options()
+        spanfit_port(
+            anchors_of(p, store),
+            load_config(p["source"]),
+            load_config(p["target"]),
+            store.adapter(p["x"]),
+            Answers.load(store.teach(p["teach"])),
+            store.adapter(cell.key),
+            steps=o["steps"],
+            lr=o["lr"],
+            seed=p["seed"],
+            force=True,
+            provenance={"study_cell": cell.key, "task": p["task"]},
+        )
+
+    def port_from(self, job, source, spec):
+        from loraport.models import load_config
+        from loraport.port.spanfit import spanfit_port
+
+        prompts = self.prompts(job)
+        if spec is None:
+            raise MethodError(
+                "method 'spanfit' needs --anchors (it refits the ridge weights over the target anchors)"
+            )
+        answers = self.answers(job, source, prompts)
+        o = self.options()
+        configs = load_config(spec.source_base), load_config(spec.target_base)
+        return spanfit_port(
+            spec,
+            *configs,
+            job.adapter.path,
+            answers,
+            job.out,
+            steps=o["steps"],
+            lr=o["lr"],
+            seed=job.seed,
+            force=job.force,
+        )
+
+
+class DistillOptions(PromptOptions):
+    init: str = "zero"  # zero, or a method whose port starts training (align, global_ridge, spanfit, ...)
+    steps: int = Field(60, ge=1)
+    seconds: float | None = Field(None, gt=0)
+    lr: float = Field(5e-3, gt=0)
+
+
+@register_method
+class Distill(TeacherMethod):
+    name = "distill"
+    requires = frozenset({"prompts", "source_base"})
+    needs = "unlabeled prompts of the task (plus what its init needs)"
+    summary = "a Y LoRA trained on X + X adapter's answers, from another port or zero, within a budget"
+    Options = DistillOptions
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        init = self.opts.init
+        choices = ["zero", *(n for n in METHODS.names() if n not in ("distill", "zero"))]
+        if init not in choices:
+            raise MethodError(
+                f"method 'distill': option init={init!r} is not zero or another port method"
+                + (closest(init, choices) or f" (one of: {', '.join(choices)})")
+            )
+
+    def plan(self, req):
+        """A "distill" cell on the teacher's answers, starting from the init method's port of the
+        same input (planned as that method plans it) unless init is zero."""
+        full = self.options()
+        t = req.teach(full)
+        init = None if full["init"] == "zero" else req.port(full["init"], {})
+        key = req.key("distill", full, req.seed, init, t, req.fp["target"], req.target)
+        return req.add(
+            "distill", key, (t, init), {**req.common, "teach": t, "init": init}, f"distill {req.label}"
+        )
+
+    def run_cell(self, cell, store):
+        from loraport.port.distill import distill_port
+        from loraport.port.teacher import Answers
+
+        p, o = cell.params, self.options()
+        distill_port(
+            p["target"],
+            Answers.load(store.teach(p["teach"])),
+            store.adapter(cell.key),
+            init=store.adapter(p["init"]) if p["init"] else None,
+            steps=o["steps"],
+            seconds=o["seconds"],
+            lr=o["lr"],
+            seed=p["seed"],
+            force=True,
+            provenance={"study_cell": cell.key, "task": p["task"]},
+        )
+
+    def port_from(self, job, source, spec):
+        from loraport.api import port
+        from loraport.port.distill import distill_port
+
+        answers = self.answers(job, source, self.prompts(job))
+        o = self.options()
+        init_path = job.init
+        with tempfile.TemporaryDirectory(prefix=".init-", dir=Path(job.out).resolve().parent) as tmp:
+            if init_path is None and o["init"] != "zero":
+                init_path = Path(tmp) / "init"
+                port(
+                    job.adapter.path,
+                    job.target_base,
+                    init_path,
+                    anchors=job.anchors,
+                    method=o["init"],
+                    seed=job.seed,
+                    source_base=source,
+                    task=job.task,
+                    prompts=job.prompts,
+                    eval_n=job.eval_n,
+                    eval_seed=job.eval_seed,
+                    eval_data=job.eval_data,
+                )
+            return distill_port(
+                job.target_base,
+                answers,
+                job.out,
+                init=init_path,
+                steps=o["steps"],
+                seconds=o["seconds"],
+                lr=o["lr"],
+                seed=job.seed,
+                force=job.force,
+                progress=job.progress,
+            )
