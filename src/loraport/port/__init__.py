@@ -1,7 +1,7 @@
 """Port methods: one registry, fitted on anchor pairs, applied to any source adapter."""
 
 # Method plugins: each module registers its methods when imported (a new method: one module here).
-from loraport.port import behaviour, layermaps  # noqa: F401  (registration)
+from loraport.port import behaviour, layermaps, zero  # noqa: F401  (registration)
 from loraport.port.anchors import AnchorPair, AnchorsSpec, load_anchors
 from loraport.port.fitted import FittedMap, apply_map, copy_port, fit_map, port_weights
 from loraport.port.methods import METHODS, PortJob, PortMethod, get_method, register_method
