@@ -34,9 +34,16 @@ app.add_typer(zoo_cli.app, name="zoo")
 app.add_typer(tasks_cli.app, name="tasks")
 
 
+#: Commands that load no model: they must not import transformers (or torch), so that, e.g., a
+#: report rebuilds on a machine without them.
+NO_MODELS = {"report"}
+
+
 @app.callback()
-def _quiet_transformers() -> None:
+def _quiet_transformers(ctx: typer.Context) -> None:
     """loraport draws its own progress bars; transformers' per-file bars would interleave."""
+    if ctx.invoked_subcommand in NO_MODELS:
+        return
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
