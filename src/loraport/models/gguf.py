@@ -28,7 +28,15 @@ from typing import TYPE_CHECKING, Any
 from loraport.errors import ModelLoadError
 from loraport.io import atomic_dir, atomic_file
 from loraport.models.cache import file_lock, file_sha256
-from loraport.models.resolve import GGUF_MARKER, ModelRef, gguf_cache_dir, one_line, read_folder_config
+from loraport.models.resolve import (
+    FILE_FORMATS,
+    GGUF_MARKER,
+    FileFormat,
+    ModelRef,
+    gguf_cache_dir,
+    one_line,
+    read_folder_config,
+)
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -61,6 +69,9 @@ def _has_magic(path: Path) -> bool:
             return fh.read(4) == b"GGUF"
     except OSError:
         return False
+
+
+FILE_FORMATS.add("gguf", FileFormat(lambda p: p.suffix.lower() == ".gguf" or _has_magic(p), resolve_gguf))
 
 
 def _check_header(path: Path) -> None:

@@ -49,6 +49,22 @@ MODEL_SOURCES: Registry[Callable[[], str | os.PathLike[str]]] = Registry("model 
 #: Written last into a GGUF conversion folder; its presence means the conversion is complete.
 GGUF_MARKER = "loraport-gguf.json"
 
+
+@dataclass(frozen=True)
+class FileFormat:
+    """A single-file model format: `matches(path)` says whether a file is one (by suffix or magic
+    bytes), `resolve(spec, path)` returns its ModelRef."""
+
+    matches: Callable[[Path], bool]
+    resolve: Callable[[str, Path], ModelRef]
+
+
+#: Single-file model formats by name. A format module registers itself when imported
+#: (`FILE_FORMATS.add("gguf", FileFormat(...))` in loraport.models.gguf) and is listed in
+#: FORMAT_PLUGINS, so this module never imports it: the format module depends on this one only.
+FILE_FORMATS: Registry[FileFormat] = Registry("model file format", ModelLoadError)
+FORMAT_PLUGINS = ("loraport.models.gguf",)
+
 _HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*(?:/[A-Za-z0-9][\w.-]*)?)(?:@(?P<rev>[\w./-]+))?$")
 #: The embedded zoo's build record (spec, loss curve, build seconds): metadata, not behaviour. Its
 #: build time differs between two builds of byte-identical weights, so it stays out of fingerprints.
@@ -173,9 +189,13 @@ NAME_PLUGINS = ("loraport.zoo",)
 
 
 def _load_name_plugins() -> None:
+    _load_plugins(NAME_PLUGINS)
+
+
+def _load_plugins(modules: tuple[str, ...]) -> None:
     import importlib
 
-    for module in NAME_PLUGINS:
+    for module in modules:
         importlib.import_module(module)
 
 
@@ -197,20 +217,13 @@ def _resolve_path(spec: str, path: Path) -> ModelRef:
     if path.is_file():
         if path.name == "config.json":
             return _resolve_path(spec, path.parent)
-        if path.suffix.lower() == ".gguf" or _has_gguf_magic(path):
-            from loraport.models.gguf import resolve_gguf
-
-            return resolve_gguf(spec, path)
+        _load_plugins(FORMAT_PLUGINS)
+        for name in FILE_FORMATS:
+            fmt = FILE_FORMATS.get(name)
+            if fmt.matches(path):
+                return fmt.resolve(spec, path)
         raise ModelLoadError(f"{path}: not a model folder, a config.json or a .gguf file")
     raise ModelLoadError(f"{path}: not a regular file or folder")
-
-
-def _has_gguf_magic(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(4) == b"GGUF"
-    except OSError:
-        return False
 
 
 def read_folder_config(folder: Path) -> PretrainedConfig:

@@ -6,13 +6,14 @@ and ports through its own entry point (port.align, port.spanfit, port.distill).
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from loraport.errors import MethodError, closest
-from loraport.port.methods import METHODS, PortJob, PortMethod, anchors_of, register_method
+from loraport.port.methods import METHODS, PortJob, PortMethod, anchors_of, get_method, register_method
 
 
 class AlignOptions(BaseModel):
@@ -247,7 +248,6 @@ class Distill(TeacherMethod):
         )
 
     def port_from(self, job, source, spec):
-        from loraport.api import port
         from loraport.port.distill import distill_port
 
         answers = self.answers(job, source, self.prompts(job))
@@ -256,20 +256,17 @@ class Distill(TeacherMethod):
         with tempfile.TemporaryDirectory(prefix=".init-", dir=Path(job.out).resolve().parent) as tmp:
             if init_path is None and o["init"] != "zero":
                 init_path = Path(tmp) / "init"
-                port(
-                    job.adapter.path,
-                    job.target_base,
-                    init_path,
-                    anchors=job.anchors,
-                    method=o["init"],
-                    seed=job.seed,
+                # the init method with its default options, ported as `loraport port` would
+                init_job = replace(
+                    job,
+                    out=init_path,
                     source_base=source,
-                    task=job.task,
-                    prompts=job.prompts,
-                    eval_n=job.eval_n,
-                    eval_seed=job.eval_seed,
-                    eval_data=job.eval_data,
+                    init=None,
+                    force=False,
+                    allow_pickle=False,
+                    progress=False,
                 )
+                get_method(o["init"]).port(init_job)
             return distill_port(
                 job.target_base,
                 answers,
