@@ -7,6 +7,8 @@
 A family file lists each per-layer projection with its role (q, k, v, o, gate, up, down), the
 dimension names of its input and output (dims are small expressions over config fields) and which
 space each side lives in. Fused projections (Phi-3's qkv_proj) list their logical parts by rows.
+Files are validated by FamilyFile (pydantic, unknown fields rejected, roles from ROLES), so a typo
+names the file and the field when the families load.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from loraport.errors import AdapterError, ArchError, closest
 
-ROLES = ("q", "k", "v", "o", "gate", "up", "down")
+Role = Literal["q", "k", "v", "o", "gate", "up", "down"]
+ROLES: tuple[str, ...] = get_args(Role)
 
 _BINOPS = {
     ast.Add: operator.add,
@@ -92,22 +96,104 @@ class Family:
     chat_template: str | None = None  # the family's documented turn format, for checkpoints without one
 
 
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class PartSpec(_Strict):
+    """One logical part (rows) of a fused projection."""
+
+    role: Role
+    size: str  # a dimension name or expression
+    out_space: str
+
+
+class ModuleSpec(_Strict):
+    """One per-layer projection: a plain one has `role` and `out_space`, a fused one `parts`."""
+
+    name: str  # per-layer module path, e.g. self_attn.q_proj
+    in_: str = Field(alias="in")
+    out: str
+    in_space: str
+    role: Role | None = None
+    out_space: str | None = None
+    parts: list[PartSpec] | None = None
+
+    @model_validator(mode="after")
+    def _plain_or_fused(self) -> ModuleSpec:
+        plain = self.role is not None and self.out_space is not None
+        if self.parts is None and not plain:
+            raise ValueError("a plain projection needs role and out_space (a fused one: parts)")
+        if self.parts is not None and (self.role is not None or self.out_space is not None):
+            raise ValueError("a fused projection lists role and out_space per part, not on the module")
+        if self.parts is not None and not self.parts:
+            raise ValueError("parts: list at least one part")
+        return self
+
+
+class FamilyFile(_Strict):
+    """The schema of an architecture family file (arch/families/*.yaml)."""
+
+    family: str
+    model_types: list[str] = Field(min_length=1)
+    layer_prefix: str  # with a {layer} placeholder, e.g. "model.layers.{layer}."
+    num_layers: str  # a config field or expression
+    dims: dict[str, str]  # name -> expression over config fields and earlier dims
+    modules: list[ModuleSpec] = Field(min_length=1)
+    chat_template: str | None = None
+
+    @field_validator("layer_prefix")
+    @classmethod
+    def _has_layer(cls, v: str) -> str:
+        if "{layer}" not in v:
+            raise ValueError("must contain the {layer} placeholder")
+        return v
+
+    def to_family(self) -> Family:
+        modules = tuple(m.model_dump(by_alias=True, exclude_none=True) for m in self.modules)
+        return Family(
+            self.family,
+            tuple(self.model_types),
+            self.layer_prefix,
+            self.num_layers,
+            dict(self.dims),
+            modules,
+            self.chat_template,
+        )
+
+
+def load_family(text: str, where: str) -> Family:
+    """Validate a family file's YAML text against FamilyFile; ArchError names `where` and the field."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ArchError(f"family file {where}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ArchError(f"family file {where}: expected a mapping of fields")
+    try:
+        return FamilyFile.model_validate(data).to_family()
+    except ValidationError as e:
+        errors = e.errors()
+        # a misspelt field is also a missing one: name the misspelling
+        err = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
+        loc = [str(x) for x in err["loc"]]
+        field = ".".join(loc) or "file"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden" and loc:
+            model = {1: FamilyFile, 3: ModuleSpec, 5: PartSpec}.get(len(loc), FamilyFile)
+            valid = [f.alias or k for k, f in model.model_fields.items()]
+            field = ".".join(loc[:-1]) or "file"
+            msg = f"unknown field {loc[-1]!r}{closest(loc[-1], valid)}"
+        raise ArchError(f"family file {where}: {field}: {msg}") from None
+
+
 @cache
 def families() -> dict[str, Family]:
     out: dict[str, Family] = {}
     for f in sorted(resources.files("loraport.arch").joinpath("families").iterdir(), key=lambda p: p.name):
         if not f.name.endswith(".yaml"):
             continue
-        d = yaml.safe_load(f.read_text())
-        fam = Family(
-            d["family"],
-            tuple(d["model_types"]),
-            d["layer_prefix"],
-            d["num_layers"],
-            dict(d["dims"]),
-            tuple(d["modules"]),
-            d.get("chat_template"),
-        )
+        fam = load_family(f.read_text(), f.name)
         out[fam.name] = fam
     return out
 
