@@ -75,12 +75,40 @@ def test_records_summary_and_roundtrip(mini_zoo, tmp_path):
     assert back.provenance["base"]["fingerprint"] and back.provenance["n"] == 6
 
 
-def test_code_items_are_run_in_the_sandbox(mini_zoo):
+def test_empty_code_output_is_invalid_before_any_program_runs(mini_zoo):
     model, tok, _ = biased_model(mini_zoo["y"], {"<eos>": 9.0})
     items = get_task("code_affine").items("eval", 2)
     res = evaluate_items(model, tok, items, ["code_exec"], task="code_affine")
     assert [r.correct for r in res.records] == [False, False]
     assert all(r.status == "invalid" for r in res.records)  # empty output: no program
+
+
+def test_code_items_are_run_in_the_sandbox(mini_zoo, monkeypatch):
+    """One passing and one failing program go through evaluate_items into the sandbox: the
+    verdicts come from running them (the memo of earlier verdicts is emptied first)."""
+    import loraport.evaluate.run as run_mod
+    import loraport.scorers.code as code
+
+    model, tok, _ = biased_model(mini_zoo["y"], {"<eos>": 9.0})
+    items = get_task("code_affine").items("eval", 2)
+    good = items[0].answer
+    bad = items[1].answer.replace(items[1].meta["body"], items[1].meta["body"] + "+1")
+    assert bad != items[1].answer
+    monkeypatch.setattr(run_mod, "generate", lambda *a, **k: [good, bad])
+    monkeypatch.setattr(code, "_VERDICTS", {})
+    ran: list[str] = []
+
+    def spy(sources, **kw):
+        ran.extend(sources)
+        return real_run_many(sources, **kw)
+
+    real_run_many = code.run_many
+    monkeypatch.setattr(code, "run_many", spy)
+    res = evaluate_items(model, tok, items, ["code_exec"], task="code_affine")
+    assert len(ran) == 2
+    assert [r.correct for r in res.records] == [True, False]
+    assert [r.status for r in res.records] == ["ok", "ok"]  # the wrong program ran and failed
+    assert [r.prediction for r in res.records] == [good, bad]
 
 
 def test_merged_adapter_matches_peft(mini_zoo, tmp_path):
