@@ -41,7 +41,10 @@ def test_shipped_studies_load():
         ({"n_anchor": [2]}, r"line 13: unknown field 'n_anchor' \(did you mean 'n_anchors'\?\)"),
         ({"heldout": ["math_add"]}, r"held-out task 'math_add' is also an anchor"),
         ({"n_anchors": [3]}, r"n_anchors 3 is outside 1..2"),
-        ({"methods": {"topk_global_ridge": {"kk": 2}}}, r"method 'topk_global_ridge' takes no option 'kk'"),
+        (
+            {"methods": {"topk_global_ridge": {"kk": 2}}},
+            r"method 'topk_global_ridge' has no option 'kk' \(did you mean 'k'\?\)",
+        ),
         ({"methods": {"ridge": {}}}, r"unknown method 'ridge'"),
         ({"recipe": {"rnak": 4}}, r"recipe.rnak: unknown field 'rnak' \(did you mean 'rank'\?\)"),
     ],
