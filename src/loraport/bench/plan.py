@@ -1,10 +1,14 @@
-"""From a study spec to the cells that compute it.
+"""From a study spec to the cells that compute it: the planner core, shared by every study kind.
 
-Cells are train (a LoRA for a task on a base), port (a method applied to a held-out X adapter with
-anchors) and eval (a base, optionally with an adapter, on a task's eval items). Each has a content
-key over its inputs and the keys it depends on; conditions (what the report compares) point at eval
-cells. For one seed the same anchor subset serves every method and held-out task, so the method
-comparison is paired.
+The core knows cells, keys and dependencies. Cells are train (a LoRA for a task on a base), teach
+(the teacher's answers to unlabeled prompts), eval (a base, optionally with an adapter, on a task's
+eval items), and the kinds a study kind or port method adds (the port study: port, distill,
+control). Each has a content key over its inputs and the keys it depends on; a cell planned twice
+is one cell. Conditions (what the report compares) point at eval cells.
+
+A study kind is a function registered in STUDY_KINDS that adds its cells and conditions through a
+Planner (the port study: bench/port_study.py); a port method plans its own cells through a
+PortRequest (port.methods.PortMethod.plan).
 """
 
 from __future__ import annotations
@@ -13,16 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from loraport.bench.spec import Study, variant_name
+from loraport.bench.spec import Study, StudyError, variant_name
 from loraport.bench.store import content_key
+from loraport.registry import Registry
 from loraport.tasks import get_task
 
 
 @dataclass(frozen=True)
 class Cell:
-    kind: str  # "train" | "port" | "eval"
+    kind: str  # "train" | "teach" | "eval", or one a study kind or port method adds ("port", ...)
     key: str
     deps: tuple[str, ...]
     params: dict[str, Any] = field(hash=False, compare=False)
@@ -38,25 +41,6 @@ class Plan:
 
     def by_kind(self, kind: str) -> list[Cell]:
         return [c for c in self.cells.values() if c.kind == kind]
-
-
-def anchor_subset(pool: list[str], n: int, seed: int, pool_name: str) -> list[str]:
-    rng = np.random.default_rng(content_key_int("anchors", pool_name, n, seed))
-    picks = rng.choice(len(pool), size=min(n, len(pool)), replace=False)
-    return sorted(pool[int(i)] for i in picks)
-
-
-def content_key_int(*parts: Any) -> int:
-    return int(content_key(*parts)[:15], 16)
-
-
-def shuffled_source(heldout: list[str], i: int) -> str:
-    """The task whose X adapter the shuffled-source controls of heldout[i] port: the next held-out
-    task (cyclically) from another domain, so the control cannot inherit the task's answer format
-    from a sibling; the next task when every held-out task shares one domain."""
-    order = [*heldout[i + 1 :], *heldout[:i]]
-    domain = get_task(heldout[i]).domain
-    return next((t for t in order if get_task(t).domain != domain), order[0] if order else heldout[i])
 
 
 @dataclass
@@ -105,152 +89,75 @@ class PortRequest:
         return f"{self.task} {variant_name(self.method, self.options)} N={self.n} s{self.seed}"
 
 
-def make_plan(study: Study, fingerprints: dict[str, str], device: str = "cpu") -> Plan:
-    """`fingerprints` maps the study's source and target specs to their weight fingerprints (with
-    `+chat:<digest>` appended where the study's chat-template mode gives a base a chat format).
-    Cells computed on another device than the CPU get keys of their own (float results differ
-    between devices); CPU keys carry no device, so they are the same as before devices existed."""
-    from loraport.port import METHODS
+class Planner:
+    """The cells of one study on one device, as a study kind adds them. Keys cover every input;
+    cells computed on another device than the CPU get keys of their own (float results differ
+    between devices), while CPU keys carry no device, so they are the same as before devices
+    existed. Every cell's params carry the device and the study's chat-template mode."""
 
-    cells: dict[str, Cell] = {}
-    conditions: dict[str, dict[str, Any]] = {}
-    skipped: list[str] = []
-    recipe = study.recipe.model_dump(mode="json")
-    ev = study.eval.model_dump(mode="json")
-    on = "" if device == "cpu" else "@" + device.split(":")[0]
-    fp = {"source": fingerprints[study.source] + on, "target": fingerprints[study.target] + on}
-    base = {"source": study.source, "target": study.target}
+    def __init__(self, study: Study, fingerprints: dict[str, str], device: str = "cpu") -> None:
+        self.study = study
+        self.device = device
+        self.fingerprints = dict(fingerprints)
+        self.cells: dict[str, Cell] = {}
+        self.conditions: dict[str, dict[str, Any]] = {}
+        self.skipped: list[str] = []
+        self.recipe = study.recipe.model_dump(mode="json")
+        self.ev = study.eval.model_dump(mode="json")
+        on = "" if device == "cpu" else "@" + device.split(":")[0]
+        self.fp = {"source": fingerprints[study.source] + on, "target": fingerprints[study.target] + on}
+        self.base = {"source": study.source, "target": study.target}
 
-    def add(kind: str, key: str, deps: tuple, params: dict[str, Any], label: str) -> str:
-        params = {**params, "device": device, "chat_template": study.chat_template}
-        cells.setdefault(key, Cell(kind, key, tuple(d for d in deps if d), params, label))
+    def add(self, kind: str, key: str, deps: tuple, params: dict[str, Any], label: str) -> str:
+        """Add a cell (once per key; empty deps are dropped) and return its key."""
+        params = {**params, "device": self.device, "chat_template": self.study.chat_template}
+        self.cells.setdefault(key, Cell(kind, key, tuple(d for d in deps if d), params, label))
         return key
 
-    def train(side: str, task: str) -> str:
-        key = content_key("train", fp[side], task, recipe)
-        return add(
-            "train",
-            key,
-            (),
-            {"base": base[side], "task": task, "recipe": recipe},
-            f"train {task} on {base[side]}",
-        )
+    def train(self, side: str, task: str) -> str:
+        """The LoRA of `task` on the source or target base, with the study's recipe."""
+        key = content_key("train", self.fp[side], task, self.recipe)
+        params = {"base": self.base[side], "task": task, "recipe": self.recipe}
+        return self.add("train", key, (), params, f"train {task} on {self.base[side]}")
 
-    def evaluate(side: str, task: str, adapter: str | None) -> str:
+    def evaluate(self, side: str, task: str, adapter: str | None) -> str:
+        """A base, with the adapter of cell `adapter` or none, on the task's eval items."""
         scorers = list(get_task(task).scorers)
-        key = content_key("eval", fp[side], adapter, task, ev, scorers)
-        label = f"eval {task} on {base[side]}" + (f" + {adapter[:8]}" if adapter else "")
-        return add(
-            "eval", key, (adapter,), {"base": base[side], "task": task, "adapter": adapter, **ev}, label
-        )
+        key = content_key("eval", self.fp[side], adapter, task, self.ev, scorers)
+        label = f"eval {task} on {self.base[side]}" + (f" + {adapter[:8]}" if adapter else "")
+        params = {"base": self.base[side], "task": task, "adapter": adapter, **self.ev}
+        return self.add("eval", key, (adapter,), params, label)
 
-    def teach(x_key: str, task: str, options: dict[str, Any]) -> str:
+    def teach(self, x_key: str, task: str, options: dict[str, Any]) -> str:
+        """The source base + adapter `x_key`'s answers to the task's unlabeled prompts."""
         prompts = {k: options[k] for k in ("prompts", "prompt_seed", "max_new_tokens")}
-        key = content_key("teach", fp["source"], x_key, task, prompts, ev)
-        params = {"source": study.source, "x": x_key, "task": task, **prompts, "eval": ev}
-        return add("teach", key, (x_key,), params, f"teacher answers {task} from {x_key[:8]}")
+        key = content_key("teach", self.fp["source"], x_key, task, prompts, self.ev)
+        params = {"source": self.study.source, "x": x_key, "task": task, **prompts, "eval": self.ev}
+        return self.add("teach", key, (x_key,), params, f"teacher answers {task} from {x_key[:8]}")
 
-    def port(
-        method: str, options: dict[str, Any], task: str, x_key: str, pairs: list, seed: int, n: int
-    ) -> str:
-        """The cell that ports `x_key` with one method variant (and the cells it needs): the method
-        plans them (PortMethod.plan)."""
-        req = PortRequest(
-            method=method,
-            options=options,
-            task=task,
-            x_key=x_key,
-            pairs=pairs,
-            seed=seed,
-            n=n,
-            fp=fp,
-            source=study.source,
-            target=study.target,
-            add=add,
-            teach=lambda opts: teach(x_key, task, opts),
-            port=lambda m, o: port(m, o, task, x_key, pairs, seed, n),
-        )
-        return METHODS.get(method)(**options).plan(req)
+    def plan(self) -> Plan:
+        return Plan(self.cells, self.conditions, sorted(set(self.skipped)), dict(self.fingerprints))
 
-    def random_control(ref: str, seed: int) -> str:
-        key = content_key("random", ref, seed)
-        return add("control", key, (ref,), {"ref": ref, "seed": seed}, f"random direction like {ref[:8]}")
 
-    controls = study.controls
-    for i, task in enumerate(study.heldout):
-        domain = get_task(task).domain
-        common = {"task": task, "domain": domain}
-        conditions[f"{task}__base_y"] = {
-            **common,
-            "condition": "base_y",
-            "eval": evaluate("target", task, None),
-        }
-        oracle = train("target", task)
-        conditions[f"{task}__oracle_y"] = {
-            **common,
-            "condition": "oracle_y",
-            "eval": evaluate("target", task, oracle),
-            "train": oracle,
-        }
-        x_key = train("source", task)
-        conditions[f"{task}__teacher"] = {
-            **common,
-            "condition": "teacher",
-            "eval": evaluate("source", task, x_key),
-            "train": x_key,
-        }
-        other = shuffled_source(study.heldout, i)
-        for pool_name, pool in study.pools.items():
-            n_top = max((n for n in study.n_anchors if n <= len(pool)), default=None)
-            for n in study.n_anchors:
-                if n > len(pool):
-                    skipped.append(f"pool {pool_name!r} has {len(pool)} anchors, fewer than N={n}")
-                    continue
-                for seed in study.seeds:
-                    anchors = anchor_subset(pool, n, seed, pool_name)
-                    pairs = [(a, train("source", a), train("target", a)) for a in anchors]
-                    for method, options in study.method_variants():
-                        if options.get("k", 0) > n:
-                            skipped.append(f"{variant_name(method, options)} at N={n}: K exceeds N")
-                            continue
-                        variant = variant_name(method, options)
-                        key = port(method, options, task, x_key, pairs, seed, n)
-                        cond = {
-                            **common,
-                            "condition": "method",
-                            "method": method,
-                            "options": options,
-                            "variant": variant,
-                            "pool": pool_name,
-                            "n_anchors": n,
-                            "seed": seed,
-                            "anchors": anchors,
-                        }
-                        suffix = f"{pool_name}__N{n}__s{seed}"
-                        conditions[f"{task}__{variant}__{suffix}"] = {
-                            **cond,
-                            "eval": evaluate("target", task, key),
-                            "port": key,
-                        }
-                        if controls.random == variant:
-                            rk = random_control(key, seed)
-                            conditions[f"{task}__random__{variant}__{suffix}"] = {
-                                **cond,
-                                "control": "random",
-                                "of": variant,
-                                "variant": f"random:{variant}",
-                                "eval": evaluate("target", task, rk),
-                                "port": rk,
-                            }
-                        if controls.shuffled and n == n_top and other != task:
-                            sk = port(method, options, task, train("source", other), pairs, seed, n)
-                            conditions[f"{task}__shuffled__{variant}__{suffix}"] = {
-                                **cond,
-                                "control": "shuffled",
-                                "of": variant,
-                                "variant": f"shuffled:{variant}",
-                                "shuffled_from": other,
-                                "eval": evaluate("target", task, sk),
-                                "port": sk,
-                            }
-    return Plan(cells, conditions, sorted(set(skipped)), dict(fingerprints))
+#: Study kinds: name -> a function adding the kind's cells and conditions to a Planner.
+STUDY_KINDS: Registry[Callable[[Planner, Study], None]] = Registry("study kind", StudyError)
+
+
+def make_plan(study: Study, fingerprints: dict[str, str], device: str = "cpu") -> Plan:
+    """The plan of `study` (its kind plans it; today every study is a port study).
+
+    `fingerprints` maps the study's source and target specs to their weight fingerprints (with
+    `+chat:<digest>` appended where the study's chat-template mode gives a base a chat format).
+    `device` is where the cells compute; keys depend on it except on the CPU (see Planner).
+
+        plan = make_plan(load_study("studies/quick.yaml"), {"tiny-qwen2-x": "fp-x", "tiny-llama-y": "fp-y"})
+        plan.by_kind("port")
+    """
+    planner = Planner(study, fingerprints, device)
+    STUDY_KINDS.get(study.kind)(planner, study)
+    return planner.plan()
+
+
+# Study kinds register themselves when imported (a new kind: one module, imported here).
+from loraport.bench import port_study  # noqa: E402, F401  (registration)
+from loraport.bench.port_study import anchor_subset, content_key_int, shuffled_source  # noqa: E402, F401

@@ -5,6 +5,7 @@
 Keys (unknown keys are rejected with the closest valid one):
 
     name: demo
+    kind: port                       # optional: the study kind (today: port)
     source: tiny-qwen2-x             # any base spec loraport can load (zoo name, folder, .gguf, hub id)
     target: tiny-llama-y
     anchors: [math_add, ...]         # anchor tasks (or "all": every registered anchor task)
@@ -66,6 +67,7 @@ class Study(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
+    kind: str = Field("port", description="the study kind that plans it (bench.plan.STUDY_KINDS)")
     source: str
     target: str
     anchors: list[str] | str
@@ -95,8 +97,12 @@ class Study(BaseModel):
 
     @model_validator(mode="after")
     def _resolve(self) -> Study:
+        from loraport.bench.plan import STUDY_KINDS
         from loraport.port import METHODS
         from loraport.tasks import get_task, list_tasks
+
+        if self.kind not in STUDY_KINDS:
+            raise ValueError(f"unknown study kind {self.kind!r}{closest(self.kind, STUDY_KINDS.names())}")
 
         self.anchors = list_tasks(role="anchor") if self.anchors == "all" else list(self.anchors)
         self.heldout = list_tasks(role="heldout") if self.heldout == "all" else list(self.heldout)

@@ -1,0 +1,152 @@
+"""The port study: train X and Y adapters for anchor and held-out tasks, port each held-out X adapter
+with every method variant, evaluate, and compare with the target base, its oracle and the teacher.
+
+Cells it adds on top of the planner core's (train, teach, eval): port and distill (planned by each
+method, PortMethod.plan) and control (a random-direction twin). For one seed the same anchor subset
+serves every method and held-out task, so the method comparison is paired. Controls: a random twin
+of one variant's ports, and the shuffled source: each variant also ports another held-out task's X
+adapter (shuffled_source), at the largest N of each pool.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from loraport.bench.plan import STUDY_KINDS, Planner, PortRequest
+from loraport.bench.spec import Study, variant_name
+from loraport.bench.store import content_key
+from loraport.tasks import get_task
+
+
+def anchor_subset(pool: list[str], n: int, seed: int, pool_name: str) -> list[str]:
+    rng = np.random.default_rng(content_key_int("anchors", pool_name, n, seed))
+    picks = rng.choice(len(pool), size=min(n, len(pool)), replace=False)
+    return sorted(pool[int(i)] for i in picks)
+
+
+def content_key_int(*parts: Any) -> int:
+    return int(content_key(*parts)[:15], 16)
+
+
+def shuffled_source(heldout: list[str], i: int) -> str:
+    """The task whose X adapter the shuffled-source controls of heldout[i] port: the next held-out
+    task (cyclically) from another domain, so the control cannot inherit the task's answer format
+    from a sibling; the next task when every held-out task shares one domain."""
+    order = [*heldout[i + 1 :], *heldout[:i]]
+    domain = get_task(heldout[i]).domain
+    return next((t for t in order if get_task(t).domain != domain), order[0] if order else heldout[i])
+
+
+def port(
+    p: Planner, method: str, options: dict[str, Any], task: str, x_key: str, pairs: list, seed: int, n: int
+) -> str:
+    """The cell that ports `x_key` with one method variant (and the cells it needs): the method
+    plans them (PortMethod.plan)."""
+    from loraport.port import METHODS
+
+    req = PortRequest(
+        method=method,
+        options=options,
+        task=task,
+        x_key=x_key,
+        pairs=pairs,
+        seed=seed,
+        n=n,
+        fp=p.fp,
+        source=p.study.source,
+        target=p.study.target,
+        add=p.add,
+        teach=lambda opts: p.teach(x_key, task, opts),
+        port=lambda m, o: port(p, m, o, task, x_key, pairs, seed, n),
+    )
+    return METHODS.get(method)(**options).plan(req)
+
+
+def random_control(p: Planner, ref: str, seed: int) -> str:
+    key = content_key("random", ref, seed)
+    return p.add("control", key, (ref,), {"ref": ref, "seed": seed}, f"random direction like {ref[:8]}")
+
+
+@STUDY_KINDS.register("port")
+def plan_port_study(p: Planner, study: Study) -> None:
+    """Per held-out task: base_y, oracle_y and teacher conditions, then per pool, N, seed and
+    method variant a port (with its controls) evaluated on the target."""
+    controls = study.controls
+    for i, task in enumerate(study.heldout):
+        domain = get_task(task).domain
+        common = {"task": task, "domain": domain}
+        p.conditions[f"{task}__base_y"] = {
+            **common,
+            "condition": "base_y",
+            "eval": p.evaluate("target", task, None),
+        }
+        oracle = p.train("target", task)
+        p.conditions[f"{task}__oracle_y"] = {
+            **common,
+            "condition": "oracle_y",
+            "eval": p.evaluate("target", task, oracle),
+            "train": oracle,
+        }
+        x_key = p.train("source", task)
+        p.conditions[f"{task}__teacher"] = {
+            **common,
+            "condition": "teacher",
+            "eval": p.evaluate("source", task, x_key),
+            "train": x_key,
+        }
+        other = shuffled_source(study.heldout, i)
+        for pool_name, pool in study.pools.items():
+            n_top = max((n for n in study.n_anchors if n <= len(pool)), default=None)
+            for n in study.n_anchors:
+                if n > len(pool):
+                    p.skipped.append(f"pool {pool_name!r} has {len(pool)} anchors, fewer than N={n}")
+                    continue
+                for seed in study.seeds:
+                    anchors = anchor_subset(pool, n, seed, pool_name)
+                    pairs = [(a, p.train("source", a), p.train("target", a)) for a in anchors]
+                    for method, options in study.method_variants():
+                        if options.get("k", 0) > n:
+                            p.skipped.append(f"{variant_name(method, options)} at N={n}: K exceeds N")
+                            continue
+                        variant = variant_name(method, options)
+                        key = port(p, method, options, task, x_key, pairs, seed, n)
+                        cond = {
+                            **common,
+                            "condition": "method",
+                            "method": method,
+                            "options": options,
+                            "variant": variant,
+                            "pool": pool_name,
+                            "n_anchors": n,
+                            "seed": seed,
+                            "anchors": anchors,
+                        }
+                        suffix = f"{pool_name}__N{n}__s{seed}"
+                        p.conditions[f"{task}__{variant}__{suffix}"] = {
+                            **cond,
+                            "eval": p.evaluate("target", task, key),
+                            "port": key,
+                        }
+                        if controls.random == variant:
+                            rk = random_control(p, key, seed)
+                            p.conditions[f"{task}__random__{variant}__{suffix}"] = {
+                                **cond,
+                                "control": "random",
+                                "of": variant,
+                                "variant": f"random:{variant}",
+                                "eval": p.evaluate("target", task, rk),
+                                "port": rk,
+                            }
+                        if controls.shuffled and n == n_top and other != task:
+                            sk = port(p, method, options, task, p.train("source", other), pairs, seed, n)
+                            p.conditions[f"{task}__shuffled__{variant}__{suffix}"] = {
+                                **cond,
+                                "control": "shuffled",
+                                "of": variant,
+                                "variant": f"shuffled:{variant}",
+                                "shuffled_from": other,
+                                "eval": p.evaluate("target", task, sk),
+                                "port": sk,
+                            }
