@@ -38,6 +38,13 @@ def fit(
     allow_pickle: bool = False,
     layers: str = "relative",
 ) -> FittedMap:
+    """Fit anchor method `method` (with `options`) on the anchor pairs of `anchors` (a YAML file,
+    see port.anchors) and save the map to `out`; returns it. `layers` names the layer map
+    (arch.LAYER_MAPS: "relative", or "cka", which loads both bases). Behaviour methods and copy are
+    not fitted: use `port` with them directly.
+
+        fmap = fit("anchors.yaml", "topk_global_ridge", "maps/q2l", options={"k": 4})
+    """
     check_output(out, force)
     m = get_method(method, **(options or {}))
     spec = load_anchors(anchors)
@@ -75,7 +82,9 @@ def port(
     eval_data: str | Path | None = None,
     progress: bool = False,
 ) -> Path:
-    """Port `adapter` to `target_base`. Anchor methods use `map_dir` or `anchors`; behaviour methods
+    """Port `adapter` to `target_base` into `out`; returns `out`. The method's own `port` hook does
+    the work (port.methods.PortMethod), so any registered method works here. Anchor methods use
+    `map_dir` or `anchors`; behaviour methods
     (align, spanfit, distill) also take `source_base` (default: the anchors' source, else the
     adapter's base_model), `task` (its train-split prompts, and the eval items the prompts must not
     repeat: the first `eval_n` drawn with `eval_seed`), `prompts` (a JSONL of unlabeled prompts
@@ -129,6 +138,12 @@ _LAYER = re.compile(r"\.(\d+)\.")
 
 
 def inspect_adapter(path: str | Path, *, allow_pickle: bool = False) -> dict[str, Any]:
+    """What a PEFT LoRA folder holds: base model, rank, alpha, scaling, target modules, its
+    provenance (what loraport recorded when it made it) and ‖ΔW‖_F per layer and module.
+
+        info = inspect_adapter("out/new-llama")
+        info["rank"], info["norms"]["0"]["q_proj"]
+    """
     ad = load_adapter(path, allow_pickle=allow_pickle)
     norms: dict[str, dict[str, float]] = {}
     for mod in ad.modules:

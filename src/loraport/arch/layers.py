@@ -14,6 +14,9 @@ from loraport.errors import ArchError
 from loraport.registry import Registry
 
 LayerMap = Callable[..., list[int]]
+#: Layer maps by name: (n_source, n_target, **context) -> source layer per target layer.
+#:
+#:     layer_map(4, 3)        # [0, 2, 3] ("relative")
 LAYER_MAPS: Registry[LayerMap] = Registry("layer map", ArchError)
 
 

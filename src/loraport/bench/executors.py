@@ -24,6 +24,8 @@ from loraport.errors import LoraportError
 from loraport.parallel import check_workers, cpu_count, process_pool
 from loraport.registry import Registry
 
+#: Executors by name ("local", "ray"): a factory returning a Runner whose `map(cells, store, done)`
+#: computes cells with bench.cells.run_cell. `run_study(..., executor="ray")` picks one.
 EXECUTORS: Registry[Callable[..., Runner]] = Registry("executor", LoraportError)
 
 

@@ -115,6 +115,15 @@ def run_study(
     progress: bool = True,
     log=print,
 ) -> dict[str, Any] | None:
+    """Plan `study`, compute the missing cells stage by stage (train, teach, port, distill,
+    control, eval) into `run_dir` (or the shared `cache`), write one record per condition and
+    build the report; returns the report's summary (None for a dry run, which only prints what
+    would be computed). Cells already in the store are reused, so a killed run resumes. `executor`
+    "local" (with `workers` processes, `threads` torch threads each) or "ray" (`address`);
+    `device` "auto" picks a GPU where torch sees one (CPU and GPU cells have different keys).
+
+        summary = run_study(load_study("studies/quick.yaml"), "runs/quick", workers=2)
+    """
     if executor == "ray" and address:
         check_ray_address(address)
     EXECUTORS.get(executor)  # unknown executor: fail before any work

@@ -51,9 +51,11 @@ class EvalSpec(BaseModel):
 class Controls(BaseModel):
     """Controls planned next to the methods (the mean of anchors is a method: list `mean`).
 
-    shuffled: every method variant also ports another held-out task's X adapter (the next one in
-      `heldout`), at the largest N of each pool; a method that does no better than its shuffled
-      input does not use the input.
+    shuffled: every method variant also ports another held-out task's X adapter (the next held-out
+      task, cyclically, from another domain, so the control cannot inherit the task's answer format
+      from a sibling; the next one when all share a domain; see bench.port_study.shuffled_source),
+      at the largest N of each pool; a method that does no better than its shuffled input does not
+      use the input.
     random: a variant name (e.g. global_ridge) whose every port gets a random-direction twin with
       the same per-module Frobenius norms.
     """
@@ -187,6 +189,12 @@ def variant_name(method: str, options: dict[str, Any]) -> str:
 
 
 def load_study(path: str | Path) -> Study:
+    """Read and validate a study YAML file (see the module docstring for its fields); a bad file
+    raises StudyError with the file, line and field, and the closest valid name for a typo.
+
+        study = load_study("studies/quick.yaml")
+        study.method_variants()[:2]      # [('mean', {}), ('global_ridge', {})]
+    """
     path = Path(path)
     raw, data = read_yaml_mapping(path, StudyError, "study")
     unknown = [k for k in raw if k not in Study.model_fields]

@@ -46,6 +46,17 @@ class AnchorRecord:
 
 @dataclass
 class FittedMap:
+    """An anchor method fitted on anchor pairs: its per-scope state (from the N×N Grams), the
+    tensor pairing and layer map between the bases, and the target anchors' span bases, so every
+    later port is a weighted sum of target anchors and a small SVD. Saved as map.json +
+    state.safetensors; the anchor adapters are referenced by path and SHA-256 (checked before
+    each port), not copied.
+
+        fmap = fit_map(load_anchors("anchors.yaml"), "global_ridge", source_config, target_config)
+        fmap.save("maps/q2l")
+        apply_map(FittedMap.load("maps/q2l"), "adapters/new", "out/new-llama")
+    """
+
     method: str
     options: dict[str, Any]
     source_base: str

@@ -201,6 +201,10 @@ def apply_to_target(fmap: FittedMap, job: PortJob) -> Path:
     return apply_map(fmap, job.adapter, job.out, force=job.force, base_model=job.target_base)
 
 
+#: Port methods by name: PortMethod subclasses, registered with `@register_method`.
+#:
+#:     get_method("topk_global_ridge", k=4).options()   # {'ridge': 'auto', 'k': 4}
+#:     sorted(METHODS.get("distill").requires)           # ['prompts', 'source_base']
 METHODS: Registry[type[PortMethod]] = Registry("port method", MethodError)
 
 

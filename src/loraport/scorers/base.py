@@ -40,6 +40,10 @@ class Verdict:
 
 Scorer = Callable[[str, Item], Verdict]
 
+#: Scorers by name: (prediction, item) -> Verdict. A task lists the scorers it is scored by; add
+#: one with `@SCORERS.register("name")` on a function (code_exec is also batched, see scorers.code).
+#:
+#:     SCORERS.get("exact_match")("42", item).correct
 SCORERS: Registry[Scorer] = Registry("scorer", TaskError)
 
 

@@ -181,6 +181,8 @@ class GeneratedTask(Task):
         return out
 
 
+#: Tasks by name (anchor and held-out tasks of every domain). `get_task(name)` also resolves
+#: few-shot variants such as "math_add@2shot"; `list_tasks(role=...)` lists the registered ones.
 TASKS: Registry[Task] = Registry("task", TaskError)
 
 
