@@ -27,6 +27,15 @@ LISTED = {"quick", "demo", "wide", "cross_domain", "real_smollm2_gemma3"}
 DEVICES = ("cpu", "cuda:0")
 
 
+@pytest.fixture(autouse=True)
+def _keep_task_registry(monkeypatch):
+    """Loading a study registers its few-shot task variants (math_add@2shot, ...) in TASKS; undo
+    that after each test so later tests see the registry they expect."""
+    from loraport.tasks.base import TASKS
+
+    monkeypatch.setattr(TASKS, "_items", dict(TASKS._items))
+
+
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
 

@@ -14,6 +14,15 @@ from loraport.bench.spec import load_study
 STUDIES = Path(str(resources.files("loraport.bench").joinpath("studies")))
 
 
+@pytest.fixture(autouse=True)
+def _keep_task_registry(monkeypatch):
+    """Loading a study registers its few-shot task variants (math_add@2shot, ...) in TASKS; undo
+    that after each test so later tests see the registry they expect."""
+    from loraport.tasks.base import TASKS
+
+    monkeypatch.setattr(TASKS, "_items", dict(TASKS._items))
+
+
 def _round_trip(study, tmp_path):
     path = tmp_path / "again.yaml"
     text = study.to_yaml(path)
