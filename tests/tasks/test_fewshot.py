@@ -44,3 +44,12 @@ def test_bad_variants_are_one_line_errors():
         get_task("math_add@0shot")
     with pytest.raises(TaskError, match="math_ad"):
         resolve_task("math_ad@2shot")
+
+
+def test_variants_stay_out_of_the_task_list():
+    from loraport.tasks import list_tasks
+
+    before = list_tasks()
+    get_task("math_add@4shot")
+    assert list_tasks() == before and "math_add@4shot" not in list_tasks(role="anchor")
+    assert get_task("math_add@4shot") is get_task("math_add@4shot")  # made once

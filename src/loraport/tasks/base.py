@@ -194,14 +194,22 @@ def register(task: Task) -> Task:
 def get_task(name: str) -> Task:
     """The registered task called `name`; TaskError (with the closest name) when there is none.
     `<task>@<k>shot` names a few-shot variant of a registered task (`loraport.tasks.fewshot`),
-    registered on first use."""
+    made on first use and kept apart from the registry, so that `list_tasks` (and a study's
+    `anchors: all`) never depends on which variants a process happened to ask for."""
     if name not in TASKS:
-        from loraport.tasks.fewshot import fewshot_task
+        variant = _VARIANTS.get(name)
+        if variant is None:
+            from loraport.tasks.fewshot import fewshot_task
 
-        variant = fewshot_task(name)
+            variant = fewshot_task(name)
+            if variant is not None:
+                _VARIANTS[name] = variant
         if variant is not None:
-            return register(variant)
+            return variant
     return TASKS.get(name)
+
+
+_VARIANTS: dict[str, Task] = {}
 
 
 def list_tasks(domain: str | None = None, role: str | None = None) -> list[str]:

@@ -8,8 +8,9 @@ The shots are drawn once per variant from the base task's train split (seed fixe
 name), so every item of every split carries the same shots and no eval item can be a shot. Each shot
 is its prompt, its training completion and a newline. For the log-likelihood scorer the question
 without the lettered list gets the same shots, written as question and answer text. A variant is
-created and registered the first time its name is asked for; it has the base task's domain, role and
-scorers, so a study can name it anywhere it names a task.
+made the first time its name is asked for (kept out of the registry: `list_tasks` lists only
+registered tasks); it has the base task's domain, role and scorers, so a study can name it anywhere
+it names a task.
 """
 
 from __future__ import annotations
