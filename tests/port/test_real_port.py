@@ -39,7 +39,11 @@ def test_port_your_own_smollm2_adapter_to_gemma3(tmp_path):
     )
     (tmp_path / "labelled.jsonl").write_text(
         "".join(
-            json.dumps({"prompt": it.prompt, "answer": it.answer, "scorer": it.scorer}) + "\n"
+            json.dumps(
+                {"prompt": it.prompt, "answer": it.answer, "scorer": it.scorer, "tests": it.tests}
+                | ({"entry_point": it.entry_point} if it.entry_point else {})
+            )
+            + "\n"
             for it in task.items("eval", 60, seed=0)
         )
     )
