@@ -2,7 +2,7 @@
 loop, on the same examples, in the same run.
 
 Three variants per base, each in a fresh subprocess (so peak RSS is its own), all at the study recipe
-(LoRA r=16 on all 7 projections, batch 8, AdamW, chat template, the task's training items):
+(LoRA r=16 on all 7 projections, batch 8, AdamW, each model's chat format (auto: its own template, raw for Gemma-3-270M), the task's training items):
 
   plain    model(**batch).loss: logits over the whole sequence and vocabulary, seeded random batches
   answer   loraport's answer-position loss (`loraport.train.loss.answer_loss`), the same batches
@@ -119,7 +119,7 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, {a.threads} threads"
     )
     print(
-        f"task {a.task}, batch {a.batch}, {a.steps} timed steps, LoRA r=16 on 7 projections, chat template\n"
+        f"task {a.task}, batch {a.batch}, {a.steps} timed steps, LoRA r=16 on 7 projections, each model's chat format (auto)\n"
     )
     print("| base | variant | steps/s | tokens/s | × plain | peak RSS MB | max |Δloss| vs plain |")
     print("|---|---|---|---|---|---|---|")
