@@ -10,6 +10,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from loraport.device import module_device
 from loraport.models.chat import chat_format
+from loraport.train.loss import logits_at
 
 
 @lru_cache(maxsize=8)
@@ -135,7 +136,7 @@ def continuation_logprobs(
             rows += [r] * n_cont
             cols += range(n_ctx - 1, n_ctx - 1 + n_cont)
         rows_t, cols_t = torch.tensor(rows, device=device), torch.tensor(cols, device=device)
-        logp = torch.log_softmax(_logits_at(model, ids, mask, rows_t, cols_t).float(), dim=-1)
+        logp = torch.log_softmax(logits_at(model, ids, mask, rows_t, cols_t).float(), dim=-1)
         tok = logp[torch.arange(len(rows), device=device), ids[rows_t, cols_t + 1]]
         start = 0
         for r in range(len(seqs)):
@@ -143,17 +144,3 @@ def continuation_logprobs(
             out.append((float(tok[start : start + n_cont].sum()), n_cont))
             start += n_cont
     return out
-
-
-def _logits_at(model, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor):
-    """Logits at positions (rows[j], cols[j]) only: the output layer (a large-vocabulary model's
-    main cost) applied to those hidden states, where the model has the usual decoder + head layout."""
-    from loraport.train.loss import causal_lm, supports_answer_loss
-
-    if not supports_answer_loss(model):
-        return model(input_ids=ids, attention_mask=mask).logits[rows, cols]
-    lm = causal_lm(model)
-    hidden = lm.model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-    logits = lm.get_output_embeddings()(hidden[rows, cols])
-    cap = getattr(lm.config, "final_logit_softcapping", None)
-    return torch.tanh(logits / cap) * cap if cap else logits

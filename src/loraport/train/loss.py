@@ -46,20 +46,33 @@ def use_answer_loss(model: torch.nn.Module, setting: bool | None) -> bool:
     return head.out_features >= LARGE_VOCAB
 
 
+def logits_at(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+) -> torch.Tensor:
+    """The model's logits at positions (rows[j], cols[j]) only: the decoder's hidden states there
+    through the output layer (and the model's logit soft-capping, where it has one). Models without
+    the decoder + head layout (`supports_answer_loss`) get their full forward, then the selection."""
+    if not supports_answer_loss(model):
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits[rows, cols]
+    lm = causal_lm(model)
+    hidden = lm.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    logits = lm.get_output_embeddings()(hidden[rows, cols])
+    cap = getattr(lm.config, "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
 def answer_loss(
     model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
 ) -> torch.Tensor:
     """Mean cross-entropy of the labelled tokens (labels −100 elsewhere), with the output layer
     computed only at the positions that predict a labelled token."""
-    lm = causal_lm(model)
-    hidden = lm.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-    targets = labels[:, 1:]
-    keep = targets != -100
-    logits = lm.get_output_embeddings()(hidden[:, :-1][keep])
-    cap = getattr(lm.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return F.cross_entropy(logits.float(), targets[keep])
+    rows, cols = (labels[:, 1:] != -100).nonzero(as_tuple=True)
+    logits = logits_at(model, input_ids, attention_mask, rows, cols)
+    return F.cross_entropy(logits.float(), labels[rows, cols + 1])
 
 
 def bucketed_order(lengths: Sequence[int], batch: int, seed: Sequence[int], window: int = 16) -> np.ndarray:
