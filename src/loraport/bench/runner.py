@@ -44,28 +44,37 @@ def plan_study(study: Study, device: str = "cpu", build: bool = True) -> Plan:
         unbuilt = []
     fps = {s: f"unbuilt:{s}" if s in unbuilt else resolve_model(s).fingerprint for s in bases}
     for s in bases:
-        if s not in unbuilt:
-            fps[s] += _chat_suffix(s, study.chat_template, convert=build)
-    if build:
-        for s in bases:
-            if s not in zoo_specs():  # the zoo's tasks are made for its tokenizers
-                check_lengths(study, s)
+        if s in unbuilt:
+            continue
+        tok = _study_tokenizer(s, study.chat_template, convert=build)
+        fps[s] += _chat_suffix(tok)
+        if build and tok is not None and tok is not False and s not in zoo_specs():  # zoo tasks fit zoo tokenizers
+            check_lengths(study, s, tok)
     return make_plan(study, fps, device)
 
 
-def check_lengths(study: Study, spec: str) -> None:
-    """StudyError before any work when a training item of the study, formatted for base `spec` (its
-    chat format included), is longer than `recipe.max_length` tokens: X and Y tokenize differently,
-    so a recipe that fits one base may not fit the other."""
+def _study_tokenizer(spec: str, mode: str, *, convert: bool) -> Any:
+    """The base's tokenizer under the study's chat mode (None when it has none). False for a GGUF
+    not converted yet when `convert` is off: a dry run does not convert, so it cannot know."""
+    from loraport.models import load_tokenizer, resolve_model
+    from loraport.models.chat import use_chat_template
+
+    ref = resolve_model(spec)
+    if ref.gguf_file is not None and not ref.converted and not convert:
+        return False
+    with use_chat_template(mode):
+        return load_tokenizer(spec)
+
+
+def check_lengths(study: Study, spec: str, tok: Any) -> None:
+    """StudyError before any work when a training item of the study, formatted for base `spec` with
+    its tokenizer `tok` (as `load_tokenizer` gives it under the study's chat mode), is longer than
+    `recipe.max_length` tokens: X and Y tokenize differently, so a recipe that fits one base may
+    not fit the other."""
     from loraport.bench.spec import StudyError
-    from loraport.models import load_tokenizer
-    from loraport.models.chat import chat_format, use_chat_template
+    from loraport.models.chat import chat_format
     from loraport.tasks import get_task
 
-    with use_chat_template(study.chat_template):
-        tok = load_tokenizer(spec)
-    if tok is None:
-        return
     fmt, cap = chat_format(tok), study.recipe.max_length
     for name in dict.fromkeys([*study.anchors, *study.heldout]):
         items = get_task(name).items("train", study.recipe.examples, seed=study.recipe.seed)
@@ -81,22 +90,16 @@ def check_lengths(study: Study, spec: str) -> None:
             )
 
 
-def _chat_suffix(spec: str, mode: str, *, convert: bool) -> str:
-    """'+chat:<digest>' when `mode` gives the base a chat format ('' for raw prompts, so keys of
-    bases without a template are the same as before chat formats existed). A GGUF not converted
-    yet is not converted for a dry run: its cells are then all counted as to compute."""
-    from loraport.models import load_tokenizer, resolve_model
-    from loraport.models.chat import use_chat_template
-
-    ref = resolve_model(spec)
-    if ref.gguf_file is not None and not ref.converted and not convert:
-        return "+chat:unconverted"
-    with use_chat_template(mode):
-        tok = load_tokenizer(spec)
-    if tok is None:
-        return ""
+def _chat_suffix(tok: Any) -> str:
+    """'+chat:<digest>' when the tokenizer carries a chat format ('' for raw prompts, so keys of
+    bases without a template are the same as before chat formats existed). An unconverted GGUF in a
+    dry run (`tok is False`) gets a placeholder: its cells are then all counted as to compute."""
     from loraport.models.chat import chat_format
 
+    if tok is False:
+        return "+chat:unconverted"
+    if tok is None:
+        return ""
     digest = chat_format(tok).digest
     return f"+chat:{digest}" if digest else ""
 
