@@ -10,18 +10,16 @@ from loraport.tasks.base import normalize_prompt
 
 
 def test_every_item_carries_the_same_solved_train_shots():
+    from loraport.tasks.fewshot import hash_seed
+
     base, two = get_task("math_mul_add"), get_task("math_mul_add@2shot")
     assert (two.domain, two.role, two.scorers) == (base.domain, base.role, base.scorers)
     plain = base.items("eval", 5, seed=3)
     items = two.items("eval", 5, seed=3)
-    shots = base.items("train", 2, seed=0)  # not the seed used: shots are fixed by the variant's name
-    prefixes = {it.prompt[: -len(p.prompt)] for it, p in zip(items, plain, strict=True)}
-    assert len(prefixes) == 1  # one prefix for every item, each item's own prompt after it
-    (prefix,) = prefixes
-    lines = prefix.splitlines()
-    assert len(lines) == 2 and all(any(ch.isdigit() for ch in line.rsplit("?", 1)[1]) for line in lines)
+    shots = base.items("train", 2, seed=hash_seed("math_mul_add@2shot"))
+    prefix = "".join(f"{s.prompt}{s.completion()}\n" for s in shots)  # math prompts end with a space
+    assert [it.prompt for it in items] == [prefix + p.prompt for p in plain]
     assert [it.answer for it in items] == [p.answer for p in plain]
-    assert shots is not None  # (the draw above only documents that train items are the shot pool)
 
 
 def test_shots_never_repeat_an_eval_item_and_ids_name_the_variant():
@@ -33,10 +31,15 @@ def test_shots_never_repeat_an_eval_item_and_ids_name_the_variant():
 
 
 def test_loglik_questions_get_the_shots_as_question_and_answer_text():
+    from loraport.tasks.base import LETTERS
+    from loraport.tasks.fewshot import hash_seed
+
     it = get_task("sci_context_which@1shot").items("eval", 1)[0]
+    (shot,) = get_task("sci_context_which").items("train", 1, seed=hash_seed("sci_context_which@1shot"))
     first, question = it.meta["question"].split("\n")
     assert question == get_task("sci_context_which").items("eval", 1)[0].meta["question"]
-    assert "(A)" not in first and first.endswith(("s", "e")) is not None
+    assert first == f"{shot.meta['question']} {shot.choices[LETTERS.index(shot.answer)]}"
+    assert "(A)" not in first
 
 
 def test_bad_variants_are_one_line_errors():
