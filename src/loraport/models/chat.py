@@ -93,6 +93,11 @@ def _render(tokenizer: Any, template: str, messages: list[dict[str, str]], gen: 
     return text
 
 
+def _check_mode(mode: str) -> None:
+    if mode not in CHAT_MODES:
+        raise ModelLoadError(f"chat_template: {mode!r} is not one of {', '.join(CHAT_MODES)}")
+
+
 def _family_template(config: Any) -> tuple[str | None, str]:
     if config is None:
         return None, ""
@@ -108,8 +113,7 @@ def _family_template(config: Any) -> tuple[str | None, str]:
 def resolve_chat(tokenizer: Any, config: Any = None, mode: str = "auto") -> ChatFormat:
     """The chat format `mode` gives this tokenizer (see the module docstring). Raises a one-line
     ModelLoadError when a template does not render or has no recognisable end of an answer."""
-    if mode not in CHAT_MODES:
-        raise ModelLoadError(f"chat_template: {mode!r} is not one of {', '.join(CHAT_MODES)}")
+    _check_mode(mode)
     eos = tokenizer.eos_token_id
     raw = _raw(tokenizer)
     if mode == "none":
@@ -157,16 +161,15 @@ def chat_mode() -> str:
     """The mode load_model applies: the innermost `use_chat_template`, else $LORAPORT_CHAT_TEMPLATE,
     else "auto"."""
     mode = _MODE.get() or os.environ.get("LORAPORT_CHAT_TEMPLATE") or "auto"
-    if mode not in CHAT_MODES:
-        raise ModelLoadError(f"chat_template: {mode!r} is not one of {', '.join(CHAT_MODES)}")
+    _check_mode(mode)
     return mode
 
 
 @contextlib.contextmanager
 def use_chat_template(mode: str | None) -> Iterator[None]:
     """Models loaded inside the block use `mode` (None: leave the current one)."""
-    if mode is not None and mode not in CHAT_MODES:
-        raise ModelLoadError(f"chat_template: {mode!r} is not one of {', '.join(CHAT_MODES)}")
+    if mode is not None:
+        _check_mode(mode)
     token = _MODE.set(mode) if mode is not None else None
     try:
         yield
