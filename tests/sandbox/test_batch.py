@@ -128,10 +128,9 @@ def test_run_many_gives_the_same_results_with_and_without_batches():
 
 
 def test_without_a_pid_namespace_there_are_no_batches(monkeypatch):
-    from loraport.sandbox import runner
+    from loraport.sandbox import _start
 
-    monkeypatch.setattr(runner, "_ns_cache", {True: runner.CLONE_NEWNET, False: runner.CLONE_NEWNET})
-    monkeypatch.setattr(batch, "_ns_cache", runner._ns_cache)
+    monkeypatch.setattr(_start, "_ns_cache", {True: _start.CLONE_NEWNET, False: _start.CLONE_NEWNET})
     assert batchable() is False
     with pytest.raises(SandboxError, match="needs root and a PID namespace"):
         run_batch(["pass\n"], Limits())

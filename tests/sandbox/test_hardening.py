@@ -21,13 +21,15 @@ from loraport.sandbox import (
     Limits,
     _cgroup,
     _host,
+    _session,
+    _start,
+    _types,
     _uids,
     batchable,
     isolation,
     run_batch,
     run_many,
     run_program,
-    runner,
 )
 from loraport.scorers.code import score_code_batch
 from loraport.tasks.item import Item
@@ -104,7 +106,7 @@ def test_a_filesystem_socket_outside_the_work_dir_is_unreachable(monkeypatch, la
     if layer == "mounts only":
         if not ISO["work_tmpfs"]:
             pytest.skip("needs a mount namespace (root or user namespaces)")
-        monkeypatch.setattr(runner, "program_filter", lambda: (None, "off for this test"))
+        monkeypatch.setattr(_start, "program_filter", lambda: (None, "off for this test"))
     paths = _socket_places()
     servers = [_listener(p) for p in paths]
     try:
@@ -181,20 +183,17 @@ def test_a_5000_level_tree_gets_a_verdict_and_its_neighbours_keep_theirs(tmp_pat
 def test_without_namespaces_a_deep_tree_on_the_hosts_disk_is_still_cleaned_up(tmp_path, monkeypatch):
     # The fallback: no mount namespace, so the program writes its tree into the host's work dir and
     # the parent removes it. /dev/shm (a tmpfs) keeps 5,000 levels fast on a busy machine.
-    from loraport.sandbox import batch
-
     # Without a mount namespace nothing can be bind-mounted: the interpreter must be one that
     # other users can run.
     usable = [p for p in (sys.executable, "/usr/bin/python3") if os.path.exists(p)]
-    usable = [p for p in usable if runner._interpreter(p, switch_uid=True)[1] is None]
+    usable = [p for p in usable if _session.interpreter(p, switch_uid=True)[1] is None]
     if not usable:
         pytest.skip("no interpreter here that a sandbox uid can run without a bind mount")
     shm = Path("/dev/shm")
     monkeypatch.setattr(
         tempfile, "tempdir", tempfile.mkdtemp(dir=shm if os.access(shm, os.W_OK) else tmp_path)
     )
-    monkeypatch.setattr(runner, "_ns_cache", {True: 0, False: 0})
-    monkeypatch.setattr(batch, "_ns_cache", runner._ns_cache)
+    monkeypatch.setattr(_start, "_ns_cache", {True: 0, False: 0})
     sources = ["print(1)\n", DEEP + "print(2)\n", "print(3)\n"]
     results = run_many(sources, workers=1, timeout_s=10.0, python=usable[0])
     assert [(r.outcome, r.stdout) for r in results] == [("passed", f"{i}\n") for i in (1, 2, 3)]
@@ -254,7 +253,7 @@ def test_a_batch_goes_on_past_programs_whose_sandbox_failed(monkeypatch):
 
 @need_root
 def test_a_uid_that_cannot_be_cleared_is_quarantined_visibly(monkeypatch):
-    monkeypatch.setattr(runner, "_reap", lambda uid, within_s=5.0: False)
+    monkeypatch.setattr(_session, "reap", lambda uid, within_s=5.0: False)
     with pytest.warns(RuntimeWarning, match="quarantined"):
         res = run_program("print(1)\n")
     assert res.outcome == "sandbox_error" and "quarantined" in res.exception
@@ -265,9 +264,9 @@ def test_a_uid_that_cannot_be_cleared_is_quarantined_visibly(monkeypatch):
     monkeypatch.undo()  # the test's own clean-up: nothing really runs under it
     with _uids._state_lock:
         del _uids._quarantined[uid]
-    _uids._release_uid(uid)
+    _uids.release_uid(uid)
     for name in os.listdir(tempfile.gettempdir()):
-        if name.startswith(f"{_uids._WORK_PREFIX}u{uid}-"):
+        if name.startswith(f"{_uids.WORK_PREFIX}u{uid}-"):
             _host.remove_tree(os.path.join(tempfile.gettempdir(), name))
 
 
@@ -293,7 +292,7 @@ MEMORY = textwrap.dedent(
 
 @need_cgroup
 def test_four_processes_of_a_run_cannot_hold_more_than_its_memory_together():
-    limit_mb = 200 + 8 + runner._RUN_OVERHEAD_MB  # memory_mb + disk_mb + the sandbox's own
+    limit_mb = 200 + 8 + _types.RUN_OVERHEAD_MB  # memory_mb + disk_mb + the sandbox's own
     res = run_program(MEMORY, memory_mb=200, disk_mb=8, timeout_s=8.0)
     # Each child alone is within memory_mb (RLIMIT_AS); four together would hold 600 MiB. The
     # run's cgroup lets at most one of them hold its 150 MiB throughout (the kernel's OOM killer
@@ -391,7 +390,7 @@ def test_killing_the_evaluator_leaves_no_sandbox_process_alive(mode, monkeypatch
     with _uids._state_lock:
         _uids._sweep_stale()
     tmp = tempfile.gettempdir()
-    assert not [n for n in os.listdir(tmp) if any(n.startswith(f"{_uids._WORK_PREFIX}u{u}-") for u in used)]
+    assert not [n for n in os.listdir(tmp) if any(n.startswith(f"{_uids.WORK_PREFIX}u{u}-") for u in used)]
     parents = _cgroup.probe().parents.values()
     assert not [p for p in parents for u in used if os.path.exists(os.path.join(p, f"u{u}"))]
 
@@ -412,7 +411,7 @@ def _live(pids) -> set[int]:
 def test_start_up_sweeps_what_a_dead_evaluator_left_under_a_uid(tmp_path, monkeypatch):
     uid = next(u for u in range(60990, 61000) if not _uids._processes_of(u) and u not in _uids._uids_in_use)
     os.close(_uids._claim(uid))  # a uid the sandbox used: its lock file exists, nobody holds it
-    left = tmp_path / f"{_uids._WORK_PREFIX}u{uid}-old"
+    left = tmp_path / f"{_uids.WORK_PREFIX}u{uid}-old"
     left.mkdir()
     # And a uid in the range that the sandbox never used (another tool's box): left alone.
     other = next(u for u in range(60980, 60990) if not (_uids._UID_LOCKS / str(u)).exists())

@@ -26,16 +26,16 @@ def iso() -> dict:
 def _recording_uids(monkeypatch) -> list[int]:
     """The sandbox uids the runs made from here on used (root mode): other sandboxes, say a study
     running beside the tests, use other uids and are none of these tests' business."""
-    from loraport.sandbox import runner
+    from loraport.sandbox import _session
 
     used: list[int] = []
-    acquire = runner._acquire_uid
+    acquire = _session.acquire_uid
 
     def record() -> int:
         used.append(acquire())
         return used[-1]
 
-    monkeypatch.setattr(runner, "_acquire_uid", record)
+    monkeypatch.setattr(_session, "acquire_uid", record)
     return used
 
 
@@ -338,7 +338,7 @@ def test_nothing_of_a_run_survives_under_its_uid():
     for t in reapers:
         t.start()
     assert len(_uids._processes_of(uid)) == 3
-    assert _uids._reap(uid) is True
+    assert _uids.reap(uid) is True
     assert _uids._processes_of(uid) == {} and all(p.returncode == -9 for p in procs)
     for t in reapers:
         t.join()

@@ -23,9 +23,9 @@ from loraport.sandbox import _cgroup, _host
 
 _FIRST_UID = 60000
 _UID_SLOTS = 1000
-_WORK_PREFIX = "loraport-sbx-"
+WORK_PREFIX = "loraport-sbx-"
 
-#: Guards this module's state and the runner's namespace cache.
+#: Guards this module's state.
 _state_lock = threading.Lock()
 _uids_in_use: dict[int, int] = {}  # uid -> the descriptor holding its lock file
 #: uids this process keeps claimed because something of a run under them could not be killed or
@@ -93,8 +93,8 @@ def _sweep_stale() -> None:
     }
     tmp = tempfile.gettempdir()
     for name in os.listdir(tmp):
-        head = name[len(_WORK_PREFIX) :].split("-", 1)[0]
-        if name.startswith(_WORK_PREFIX + "u") and head[1:].isdigit():
+        head = name[len(WORK_PREFIX) :].split("-", 1)[0]
+        if name.startswith(WORK_PREFIX + "u") and head[1:].isdigit():
             uids.add(int(head[1:]))
     for parent in _cgroup.probe().parents.values():
         for name in os.listdir(parent) if os.path.isdir(parent) else ():
@@ -105,10 +105,10 @@ def _sweep_stale() -> None:
         if fd is None:
             continue  # a live evaluator's run
         try:
-            _reap(uid)
+            reap(uid)
             _cgroup.sweep(uid)
             for name in os.listdir(tmp):
-                if name.startswith(f"{_WORK_PREFIX}u{uid}-"):
+                if name.startswith(f"{WORK_PREFIX}u{uid}-"):
                     _host.remove_tree(os.path.join(tmp, name))
         except OSError as exc:
             warnings.warn(f"sandbox: cannot clear what a dead run left under uid {uid}: {exc}", stacklevel=2)
@@ -127,7 +127,9 @@ def _uids_with_processes() -> set[int]:
     return found
 
 
-def _acquire_uid() -> int:
+def acquire_uid() -> int:
+    """A sandbox uid of this run's own, locked machine-wide until `release_uid` (the process's
+    first call sweeps what dead evaluators left first)."""
     offset = (os.getpid() * 37) % _UID_SLOTS
     with _state_lock:
         _sweep_stale()
@@ -142,13 +144,13 @@ def _acquire_uid() -> int:
     raise SandboxError(f"no free sandbox uid in {_FIRST_UID}..{_FIRST_UID + _UID_SLOTS - 1}")
 
 
-def _release_uid(uid: int, *, reaped: bool = False) -> str | None:
+def release_uid(uid: int, *, reaped: bool = False) -> str | None:
     """Let `uid` serve another run, once nothing of this one runs under it any more (`reaped`: the
     caller has just made sure). A uid that still has processes (say zombies nobody reaps) stays
     claimed by this process, in quarantine (they would count against the next run's process
     limit); the reason is returned and warned."""
-    if not reaped and not _reap(uid):
-        return _quarantine(uid)
+    if not reaped and not reap(uid):
+        return quarantine(uid)
     with _state_lock:
         fd = _uids_in_use.pop(uid, None)
     if fd is not None:
@@ -156,7 +158,13 @@ def _release_uid(uid: int, *, reaped: bool = False) -> str | None:
     return None
 
 
-def _quarantine(uid: int) -> str:
+def quarantined() -> dict[int, str]:
+    """The uids this process keeps out of use (uid -> why), see `isolation()`."""
+    with _state_lock:
+        return dict(_quarantined)
+
+
+def quarantine(uid: int) -> str:
     """Keep `uid` claimed for good (by this process) and say so."""
     why = f"sandbox uid {uid} quarantined: processes of its run could not be killed and reaped"
     with _state_lock:
@@ -181,7 +189,7 @@ def _processes_of(uid: int) -> dict[int, str]:
     return found
 
 
-def _reap(uid: int, within_s: float = 5.0) -> bool:
+def reap(uid: int, within_s: float = 5.0) -> bool:
     """SIGKILL whatever still runs under a finished run's uid and wait until nothing is left; True
     then. A PID namespace's teardown normally leaves nothing, but it finishes asynchronously when
     the bootstrap itself was killed, and without a PID namespace a daemonised child survives.

@@ -24,25 +24,19 @@ from typing import Any
 
 from loraport.errors import SandboxError
 from loraport.sandbox._boot import CLONE_NEWNS, CLONE_NEWPID
-from loraport.sandbox.runner import (
-    _STATUS_CAP,
-    Limits,
-    SandboxResult,
-    _boot,
-    _Capture,
-    _check_source,
-    _classify,
-    _close_session,
-    _interpreter_argv,
-    _is_root,
-    _lines,
-    _namespaces,
-    _ns_cache,
-    _open_session,
-    _run,
-    _sandbox_error,
-    _state_lock,
+from loraport.sandbox._capture import STATUS_CAP, lines, read_capped
+from loraport.sandbox._session import Session, close_session, is_root, open_session
+from loraport.sandbox._start import (
+    check_source,
+    classify,
+    interpreter_argv,
+    known_namespaces,
+    namespaces,
+    run_boot,
+    run_one,
+    sandbox_error,
 )
+from loraport.sandbox._types import Limits, SandboxResult
 
 #: Programs per sandbox start in `run_many`: small enough that a few slow programs do not leave
 #: a worker idle at the end, large enough that the start-up is paid rarely.
@@ -54,9 +48,8 @@ _PER_PROGRAM_S = 0.5  # set-up and clean-up around each program
 def batchable() -> bool:
     """Whether this process may run programs in batches: root, and the kernel gave the sandbox a
     PID and a mount namespace (known after the first sandbox run)."""
-    root = _is_root()
-    with _state_lock:
-        flags = _ns_cache.get(root)
+    root = is_root()
+    flags = known_namespaces(root)
     return root and flags is not None and flags & CLONE_NEWPID != 0 and flags & CLONE_NEWNS != 0
 
 
@@ -65,36 +58,24 @@ def _batch_wall(count: int, limits: Limits) -> float:
     return _START_S + count * (limits.timeout_s + _PER_PROGRAM_S)
 
 
-def _read(path: str, cap: int) -> _Capture:
-    capture = _Capture(cap)
-    try:
-        with open(path, "rb") as fh:
-            capture.add(fh.read(cap))
-            if fh.read(1):
-                capture.truncated = True
-    except OSError:
-        pass
-    return capture
-
-
 def run_batch(sources: list[str], limits: Limits) -> list[SandboxResult | None]:
     """Run `sources` one after another in one sandbox; a result per source, None where the batch
     ended (deadline, crash) before that program did."""
     for source in sources:
-        _check_source(source)
+        check_source(source)
     if not sources:
         return []
-    _namespaces()  # batchable() needs them known
+    namespaces()  # batchable() needs them known
     if not batchable():
         raise SandboxError(
             "run_batch needs root and a PID namespace (a uid of the batch's own, and a way to kill "
             "everything a program leaves behind); run_many gives each program its own sandbox here"
         )
-    ses = _open_session(limits)
+    ses = open_session(limits)
     try:
         return _run_in(ses, sources, limits)
     finally:
-        problem = _close_session(ses)
+        problem = close_session(ses)
         if problem:
             # The batch's own folder or cgroup (never a program's: each program's work dir is a tmpfs
             # that went with its umount). Every verdict above stands; the uid is quarantined if
@@ -102,7 +83,7 @@ def run_batch(sources: list[str], limits: Limits) -> list[SandboxResult | None]:
             warnings.warn(f"sandbox batch clean-up: {problem}", RuntimeWarning, stacklevel=2)
 
 
-def _run_in(ses: Any, sources: list[str], limits: Limits) -> list[SandboxResult | None]:
+def _run_in(ses: Session, sources: list[str], limits: Limits) -> list[SandboxResult | None]:
     src_dir = os.path.join(ses.workdir, "src")
     res_dir = os.path.join(ses.workdir, "res")
     for folder in (src_dir, res_dir):
@@ -115,11 +96,11 @@ def _run_in(ses: Any, sources: list[str], limits: Limits) -> list[SandboxResult 
         "count": len(sources),
         "timeout_s": limits.timeout_s,
         "output_cap": limits.max_output_bytes,
-        "result_cap": _STATUS_CAP,
+        "result_cap": STATUS_CAP,
     }
     wall = _batch_wall(len(sources), limits)
-    argv = _interpreter_argv(ses, limits, "{RESULT_FD}")  # the init fills in each program's
-    boot = _boot(ses, limits, {"batch": batch, "argv": argv}, wall)
+    argv = interpreter_argv(ses, limits, "{RESULT_FD}")  # the init fills in each program's
+    boot = run_boot(ses, limits, {"batch": batch, "argv": argv}, wall)
     results: list[SandboxResult | None] = [None] * len(sources)
     done = []
     for event, rest in boot.status:
@@ -133,19 +114,19 @@ def _run_in(ses: Any, sources: list[str], limits: Limits) -> list[SandboxResult 
     for event, rest in done:
         if event == "error":
             index, _, message = rest.partition(" ")
-            results[int(index)] = _sandbox_error(message, None)
+            results[int(index)] = sandbox_error(message, None)
             continue
         index, status, timed_out, seconds = rest.split()
         i = int(index)
         base = os.path.join(res_dir, index)
-        results[i] = _classify(
+        results[i] = classify(
             root=ses.root,
             timed_out=timed_out == "1",
             status=[] if status == "-" else [("exit", status)],
-            result=_lines(_read(base + ".res", _STATUS_CAP).bytes()),
+            result=lines(read_capped(base + ".res", STATUS_CAP).bytes()),
             boot_rc=boot.returncode,
-            out=_read(base + ".out", limits.max_output_bytes),
-            err=_read(base + ".err", limits.max_output_bytes),
+            out=read_capped(base + ".out", limits.max_output_bytes),
+            err=read_capped(base + ".err", limits.max_output_bytes),
             wall=float(seconds),
         )
     return results
@@ -174,11 +155,8 @@ def run_many(
     results: list[SandboxResult | None] = [None] * len(sources)
     todo = list(range(len(sources)))
     if batch and len(sources) > 1:
-        root = _is_root()
-        with _state_lock:
-            probed = root in _ns_cache
-        if not probed:  # the first program alone tells what the kernel allows
-            results[0] = _run(sources[0], lim)
+        if known_namespaces(is_root()) is None:  # the first program alone tells what the kernel allows
+            results[0] = run_one(sources[0], lim)
             todo = todo[1:]
         if batchable():
             # Several chunks per worker, so that a few slow programs do not leave one worker busy alone.
@@ -196,10 +174,10 @@ def run_many(
             _map(run_chunk, chunks, n)
             todo = [i for i, result in enumerate(results) if result is None]
 
-    def run_one(i: int) -> None:
-        results[i] = _run(sources[i], lim)
+    def run_alone(i: int) -> None:
+        results[i] = run_one(sources[i], lim)
 
-    _map(run_one, todo, n)
+    _map(run_alone, todo, n)
     return [r for r in results if r is not None]
 
 
