@@ -89,26 +89,3 @@ def test_cka_layer_map_needs_both_bases():
 
     with pytest.raises(ArchError, match="needs both bases"):
         layer_map(4, 3, "cka")
-
-
-def test_a_study_kind_is_one_registered_function(monkeypatch):
-    """A toy kind (the target base on each held-out task) plans through the core's cells alone."""
-    from loraport.bench.plan import STUDY_KINDS, Planner
-
-    def base_only(p: Planner, study: Study) -> None:
-        for task in study.heldout:
-            p.conditions[f"{task}__base_y"] = {
-                "task": task,
-                "condition": "base_y",
-                "eval": p.evaluate("target", task, None),
-            }
-
-    monkeypatch.setitem(STUDY_KINDS._items, "base_only", base_only)
-    study = _quick(kind="base_only")
-    plan = make_plan(study, {study.source: "fp-x", study.target: "fp-y"})
-    port_plan = make_plan(_quick(), {study.source: "fp-x", study.target: "fp-y"})
-    assert {c.kind for c in plan.cells.values()} == {"eval"} and len(plan.cells) == len(study.heldout)
-    for name, cond in plan.conditions.items():  # the same cell, with the same key, as the port study's
-        assert cond["eval"] == port_plan.conditions[name]["eval"]
-    with pytest.raises(Exception, match="unknown study kind 'prot'"):
-        _quick(kind="prot")

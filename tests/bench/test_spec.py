@@ -65,7 +65,7 @@ def test_unreachable_ray_address():
 
 
 def test_the_shuffled_source_comes_from_another_domain():
-    from loraport.bench.plan import shuffled_source
+    from loraport.bench.port_study import shuffled_source
 
     heldout = ["code_cond_arith", "code_paren", "math_sum_more", "sci_context_chain", "sci_context_which"]
     got = {t: shuffled_source(heldout, i) for i, t in enumerate(heldout)}

@@ -1,4 +1,5 @@
-"""Study metrics from stored records alone (numpy, no torch), with defined edge cases.
+"""The port study's metrics, from stored records alone (numpy, no torch), with defined edge cases.
+Another study kind keeps its metrics in its own module (bench.kinds).
 
 gap_recovered(acc, base, oracle) = (acc − base) / (oracle − base):
 - oracle == base: undefined → None (the row is unusable; never divided by zero);

@@ -6,9 +6,9 @@ eval items), and the kinds a study kind or port method adds (the port study: por
 control). Each has a content key over its inputs and the keys it depends on; a cell planned twice
 is one cell. Conditions (what the report compares) point at eval cells.
 
-A study kind is a function registered in STUDY_KINDS that adds its cells and conditions through a
-Planner (the port study: bench/port_study.py); a port method plans its own cells through a
-PortRequest (port.methods.PortMethod.plan).
+A study kind (bench.kinds.STUDY_KINDS) adds its cells and conditions through a Planner (the port
+study: bench/port_study.py); a port method plans its own cells through a PortRequest
+(port.methods.PortMethod.plan).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from loraport.bench.spec import Study, StudyError, variant_name
+from loraport.bench.kinds import STUDY_KINDS
+from loraport.bench.spec import Study, variant_name
 from loraport.bench.store import content_key
-from loraport.registry import Registry
 from loraport.tasks import get_task
 
 
@@ -139,10 +139,6 @@ class Planner:
         return Plan(self.cells, self.conditions, sorted(set(self.skipped)), dict(self.fingerprints))
 
 
-#: Study kinds: name -> a function adding the kind's cells and conditions to a Planner.
-STUDY_KINDS: Registry[Callable[[Planner, Study], None]] = Registry("study kind", StudyError)
-
-
 def make_plan(study: Study, fingerprints: dict[str, str], device: str = "cpu") -> Plan:
     """The plan of `study` (its kind plans it; today every study is a port study).
 
@@ -154,10 +150,5 @@ def make_plan(study: Study, fingerprints: dict[str, str], device: str = "cpu") -
         plan.by_kind("port")
     """
     planner = Planner(study, fingerprints, device)
-    STUDY_KINDS.get(study.kind)(planner, study)
+    STUDY_KINDS.get(study.kind).plan(planner, study)
     return planner.plan()
-
-
-# Study kinds register themselves when imported (a new kind: one module, imported here).
-from loraport.bench import port_study  # noqa: E402, F401  (registration)
-from loraport.bench.port_study import anchor_subset, content_key_int, shuffled_source  # noqa: E402, F401

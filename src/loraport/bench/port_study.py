@@ -6,18 +6,26 @@ method, PortMethod.plan) and control (a random-direction twin). For one seed the
 serves every method and held-out task, so the method comparison is paired. Controls: a random twin
 of one variant's ports, and the shuffled source: each variant also ports another held-out task's X
 adapter (shuffled_source), at the largest N of each pool.
+
+Its metrics are bench/metrics.py (gap recovered, paired bootstrap, controls, costs) and its report
+section is report.build.port_report; both read stored records only. `loraport report` imports this
+module (bench.kinds), so the planner, the spec and the tasks, which load torch, are imported inside
+the planning functions.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from loraport.bench.plan import STUDY_KINDS, Planner, PortRequest
-from loraport.bench.spec import Study, variant_name
+from loraport.bench.kinds import STUDY_KINDS, StudyKind
 from loraport.bench.store import content_key
-from loraport.tasks import get_task
+
+if TYPE_CHECKING:
+    from loraport.bench.plan import Planner
+    from loraport.bench.spec import Study
 
 
 def anchor_subset(pool: list[str], n: int, seed: int, pool_name: str) -> list[str]:
@@ -34,6 +42,8 @@ def shuffled_source(heldout: list[str], i: int) -> str:
     """The task whose X adapter the shuffled-source controls of heldout[i] port: the next held-out
     task (cyclically) from another domain, so the control cannot inherit the task's answer format
     from a sibling; the next task when every held-out task shares one domain."""
+    from loraport.tasks import get_task
+
     order = [*heldout[i + 1 :], *heldout[:i]]
     domain = get_task(heldout[i]).domain
     return next((t for t in order if get_task(t).domain != domain), order[0] if order else heldout[i])
@@ -44,6 +54,7 @@ def port(
 ) -> str:
     """The cell that ports `x_key` with one method variant (and the cells it needs): the method
     plans them (PortMethod.plan)."""
+    from loraport.bench.plan import PortRequest
     from loraport.port import METHODS
 
     req = PortRequest(
@@ -69,10 +80,12 @@ def random_control(p: Planner, ref: str, seed: int) -> str:
     return p.add("control", key, (ref,), {"ref": ref, "seed": seed}, f"random direction like {ref[:8]}")
 
 
-@STUDY_KINDS.register("port")
 def plan_port_study(p: Planner, study: Study) -> None:
     """Per held-out task: base_y, oracle_y and teacher conditions, then per pool, N, seed and
     method variant a port (with its controls) evaluated on the target."""
+    from loraport.bench.spec import variant_name
+    from loraport.tasks import get_task
+
     controls = study.controls
     for i, task in enumerate(study.heldout):
         domain = get_task(task).domain
@@ -150,3 +163,14 @@ def plan_port_study(p: Planner, study: Study) -> None:
                                 "eval": p.evaluate("target", task, sk),
                                 "port": sk,
                             }
+
+
+def port_study_report(run_dir: Path, meta: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The port study's report (report.build.port_report): per-task baselines, method aggregates
+    (gap recovered), controls, teacher ceiling, costs and failure modes."""
+    from loraport.report.build import port_report
+
+    return port_report(run_dir, meta, records)
+
+
+STUDY_KINDS.add("port", StudyKind(plan=plan_port_study, report=port_study_report))

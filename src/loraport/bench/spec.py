@@ -69,7 +69,9 @@ class Study(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    kind: str = Field("port", description="the study kind that plans it (bench.plan.STUDY_KINDS)")
+    kind: str = Field(
+        "port", description="the study kind that plans and reports it (bench.kinds.STUDY_KINDS)"
+    )
     source: str
     target: str
     anchors: list[str] | str
@@ -99,7 +101,7 @@ class Study(BaseModel):
 
     @model_validator(mode="after")
     def _resolve(self) -> Study:
-        from loraport.bench.plan import STUDY_KINDS
+        from loraport.bench.kinds import STUDY_KINDS
         from loraport.port import METHODS
         from loraport.tasks import get_task, list_tasks
 

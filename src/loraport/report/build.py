@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loraport.bench.kinds import STUDY_KINDS
 from loraport.bench.metrics import (
     aggregate,
     control_rows,
@@ -21,9 +21,7 @@ from loraport.bench.metrics import (
     task_rows,
     teacher_ceiling,
 )
-from loraport.errors import LoraportError
 from loraport.io import atomic_file
-from loraport.registry import Registry
 
 DEGENERATE = -0.25
 UNSTABLE = 0.15
@@ -39,16 +37,10 @@ def _pm(row: dict[str, Any]) -> str:
     return f"{_fmt(row['gap_recovered'])} ± {std}"
 
 
-#: Report builders per study kind: (run folder, run.json contents, records) -> summary. A study
-#: kind registers its own here (import cost matters: reports rebuild without torch).
-REPORTS: Registry[Callable[[Path, dict[str, Any], list[dict[str, Any]]], dict[str, Any]]] = Registry(
-    "study kind report", LoraportError
-)
-
-
 def build_report(run_dir: str | Path) -> dict[str, Any]:
     """Rebuild report.md, summary.json and figures/ of a run folder from run.json and records/
-    alone (no model, no torch); returns the summary. The study's kind picks the builder.
+    alone (no model, no torch); returns the summary. The study's kind (bench.kinds.STUDY_KINDS)
+    builds its own report.
 
         summary = build_report("runs/demo")
         summary["best"]          # the best method variant at the largest N
@@ -56,13 +48,13 @@ def build_report(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     meta = json.loads((run_dir / "run.json").read_text())
     records = [json.loads(p.read_text()) for p in sorted((run_dir / "records").glob("*.json"))]
-    return REPORTS.get(meta["study"].get("kind", "port"))(run_dir, meta, records)
+    return STUDY_KINDS.get(meta["study"].get("kind", "port")).report(run_dir, meta, records)
 
 
-@REPORTS.register("port")
 def port_report(run_dir: Path, meta: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The port study's report: per-task baselines, method aggregates (gap recovered), controls,
-    teacher ceiling, costs and failure modes."""
+    """The port study's report (its StudyKind.report, see bench/port_study.py): per-task
+    baselines, method aggregates (gap recovered), controls, teacher ceiling, costs and failure
+    modes."""
     study = meta["study"]
     threshold = study["usable_threshold"]
     tasks = task_rows(records, threshold)
