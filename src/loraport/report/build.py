@@ -22,6 +22,8 @@ from loraport.bench.metrics import (
     teacher_ceiling,
 )
 from loraport.io import atomic_file
+from loraport.report.headline import best_minus_mean_points
+from loraport.report.tables import coverage, family_table, method_accuracies, task_order, variant_order
 
 DEGENERATE = -0.25
 UNSTABLE = 0.15
@@ -144,9 +146,14 @@ def _summary(meta, tasks, agg, usable, records) -> dict[str, Any]:
         "per_task_method": per_task_method,
         "best": best
         and {k: best[k] for k in ("variant", "pool", "n_anchors", "gap_recovered", "std", "ci95")},
+        # the aggregate gap_recovered of the best learned variant minus mean's (fraction of the
+        # oracle's gain); the reference's headline, in accuracy points, is best_minus_mean_points
         "best_learned_minus_mean": None
         if not (best_learned and mean and mean["gap_recovered"] is not None)
         else best_learned["gap_recovered"] - mean["gap_recovered"],
+        "best_minus_mean_points": best_minus_mean_points(
+            per_task_method, tasks, max(meta["study"]["n_anchors"])
+        ),
         "parse_failures": parse_failures(records),
         "missing_cells": sorted(r["name"] for r in records if "missing" in r),
     }
@@ -166,34 +173,52 @@ def _markdown(meta, tasks, agg, usable, records, summary) -> str:
             f"Best method: **{best['variant']}** (pool {best['pool']}, N={best['n_anchors']}) recovers "
             f"**{_pm(best)}** of the oracle's gain (mean ± std over {len(seeds)} seeds; 95% paired bootstrap CI "
             f"{_fmt(ci[0]) if ci else '—'} … {_fmt(ci[1]) if ci else '—'}) over {len(usable)} usable held-out tasks "
-            f"(n = {n_eval} eval items each)."
-            + (
-                ""
-                if summary["best_learned_minus_mean"] is None
-                else f" Best learned method minus the mean of anchors: {summary['best_learned_minus_mean']:+.3f}."
-            ),
+            f"({', '.join(usable)}; n = {n_eval} eval items each).",
             "",
         ]
+        ref = summary["best_minus_mean_points"]
+        if ref:
+            L += [
+                f"Best learned method minus the mean baseline: **{ref['points']:+.1f} accuracy points** "
+                f"(as the reference reports define it: per usable task, the best learned method's accuracy "
+                f"minus mean's, averaged over tasks; N={ref['n_anchors']}, pool {ref['pool']}, mean over seeds "
+                f"{ref['seeds']}, tasks {', '.join(ref['tasks'])}, n = {n_eval} items each).",
+                "",
+            ]
+        if summary["best_learned_minus_mean"] is not None:
+            L += [
+                f"Aggregate gap difference: the best learned method's gap_recovered minus mean's, at the same N "
+                f"and pool: {summary['best_learned_minus_mean']:+.3f} (fraction of the oracle's gain).",
+                "",
+            ]
     else:
         L += ["## Headline", "", "No aggregate could be computed (no usable task or no method cell).", ""]
-    variants = sorted({r["variant"] for r in agg})
+    variants = variant_order({r["variant"] for r in agg})
     n_top = max(study["n_anchors"])
+    acc = method_accuracies(records)
+    n_items = {t: row["n"] for t, row in tasks.items()}
     L += [
         "## Main table",
         "",
-        f"Accuracy with the primary scorer, n = {n_eval} items per cell; methods at N={n_top}, pool `all`, mean over seeds {seeds}.",
+        f"Accuracy with the primary scorer, n = {n_eval} items per cell; methods at N={n_top}, pool `all`, mean over seeds {seeds}. "
+        "Rows are grouped by domain; unusable tasks keep their accuracies, flagged, and stay out of every aggregate.",
         "",
     ]
     head = ["domain", "task", "base_Y", *variants, "oracle", "oracle − base (pts)", "usable", "teacher X"]
     L += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for t, row in tasks.items():
+    for t in task_order(tasks):
+        row = tasks[t]
         cells = []
         for v in variants:
             a = next(
                 (r for r in agg if r["variant"] == v and r["pool"] == "all" and r["n_anchors"] == n_top), None
             )
             pt = a["per_task"].get(t) if a else None
-            cells.append("—" if pt is None else f"{pt['acc']:.3f} ({pt['gap_recovered']:+.2f})")
+            cell = acc.get((v, "all", n_top), {}).get(t)
+            if pt is not None:
+                cells.append(f"{pt['acc']:.3f} ({pt['gap_recovered']:+.2f})")
+            else:
+                cells.append("—" if cell is None else f"{cell['acc']:.3f}")
         gap = row["oracle_minus_base"]
         L.append(
             "| "
@@ -205,13 +230,14 @@ def _markdown(meta, tasks, agg, usable, records, summary) -> str:
                     *cells,
                     _fmt(row["oracle_y"]),
                     "—" if gap is None else f"{100 * gap:+.1f}",
-                    "yes" if row["usable"] else "no",
+                    "yes" if row["usable"] else f"**no** ({row['why_unusable']})",
                     _fmt(row["teacher"]),
                 ]
             )
             + " |"
         )
     L += ["", "Method cells: accuracy (gap_recovered on that task; only usable tasks have one).", ""]
+    cover = coverage(usable, n_items, seeds)
     L += ["## Method × N (aggregate gap_recovered, mean ± std over seeds, pool `all`)", ""]
     ns = sorted(study["n_anchors"])
     L += [
@@ -227,9 +253,13 @@ def _markdown(meta, tasks, agg, usable, records, summary) -> str:
         ci = top["ci95"] if top else None
         L.append(
             f"| {v} | "
-            + " | ".join("—" if r is None else _pm(r) for r in row)
+            + " | ".join("—" if r is None else _pm(r) + _partial(r) for r in row)
             + f" | {'—' if not ci else f'{ci[0]:.3f} … {ci[1]:.3f}'} |"
         )
+    L += [
+        "",
+        f"Each cell: per seed, the mean gap_recovered over the usable tasks; then mean ± std over seeds. {cover}",
+    ]
     full = [n for n in ns if n == len(study["pools"].get("all", ()))]  # the table's pool only
     if full and len(seeds) > 1:
         L += [
@@ -248,6 +278,20 @@ def _markdown(meta, tasks, agg, usable, records, summary) -> str:
         for r in topk:
             ci = r["ci95"]
             L.append(f"| {r['variant']} | {_pm(r)} | {'—' if not ci else f'{ci[0]:.3f} … {ci[1]:.3f}'} |")
+        L += ["", cover]
+    L += _topk_selections(records, ["all", *sorted({r["pool"] for r in agg} - {"all"})])
+    fam = family_table(tasks, acc, n_top)
+    if fam:
+        L += [
+            "",
+            f"## Per task: the best of each family (N={n_top}, pool `all`)",
+            "",
+            "Accuracy of the best variant of each family of methods (anchor maps: fitted on anchor pairs in weight "
+            "space; behaviour: methods that run the models), picked per task by accuracy averaged over seeds "
+            f"{seeds}; gap_recovered of the best learned variant, mean ± std over seeds; n = {n_eval} items per task.",
+            "",
+            *fam,
+        ]
     pools = sorted({r["pool"] for r in agg} - {"all"})
     if pools:
         L += [
@@ -282,8 +326,7 @@ def _markdown(meta, tasks, agg, usable, records, summary) -> str:
             "Anchor selections (pool, seed: anchors): "
             + "; ".join(f"{p}, s{s}: {', '.join(a)}" for p, s, a in sel),
         ]
-        L += _topk_selections(records, ["all", *pools])
-    L += _ladder(agg, summary, study, n_top)
+    L += _ladder(agg, summary, study, n_top, cover)
     L += ["", "## Per-task winners", "", "| task | best method (N, pool) | gap_recovered |", "|---|---|---|"]
     for t in usable:
         cands = [(r["per_task"][t]["gap_recovered"], r) for r in agg if t in r["per_task"]]
@@ -347,7 +390,11 @@ def _markdown(meta, tasks, agg, usable, records, summary) -> str:
 def _topk_selections(records: list[dict[str, Any]], pools: list[str]) -> list[str]:
     """Which anchors each Top-K port chose, per held-out task and variant (seed 0 if run, else the
     lowest; each pool at its largest N); [] when no record has a Top-K choice."""
-    chosen = [r for r in records if r.get("topk_selected") and r.get("pool") in pools]
+    chosen = [
+        r
+        for r in records
+        if r.get("topk_selected") and r.get("pool") in pools and not is_control(r.get("variant", ""))
+    ]
     if not chosen:
         return []
     seed = min(r["seed"] for r in chosen)
@@ -359,7 +406,9 @@ def _topk_selections(records: list[dict[str, Any]], pools: list[str]) -> list[st
     shown = [p for p in pools if largest[p]]
     out = [
         "",
-        f"Top-K selections (seed {seed}; the K anchors each port chose, each pool at its largest N):",
+        "## Top-K selection log",
+        "",
+        f"The K anchors each Top-K port chose (seed {seed}; each pool at its largest N):",
         "",
         "| task | variant | " + " | ".join(f"{p} (N={largest[p]})" for p in shown) + " |",
         "|---|---|" + "---|" * len(shown),
@@ -371,6 +420,12 @@ def _topk_selections(records: list[dict[str, Any]], pools: list[str]) -> list[st
             + " |"
         )
     return out
+
+
+def _partial(row: dict[str, Any]) -> str:
+    """A note for an aggregate that lacks some usable tasks (missing cells)."""
+    n = len(row["usable_tasks"])
+    return f" ({n} of {n + len(row['missing'])} tasks)" if row["missing"] else ""
 
 
 def _parse_failure_table(rates: dict[str, dict[str, float]]) -> list[str]:
@@ -388,7 +443,7 @@ def _parse_failure_table(rates: dict[str, dict[str, float]]) -> list[str]:
     return out
 
 
-def _ladder(agg, summary, study, n_top) -> list[str]:
+def _ladder(agg, summary, study, n_top, cover: str) -> list[str]:
     """What each method needs and costs next to what it recovers; then the controls."""
     cost = summary["costs"]
     ref = cost["oracle"]
@@ -425,6 +480,8 @@ def _ladder(agg, summary, study, n_top) -> list[str]:
     ceiling = summary["teacher_ceiling"]
     L += [
         "",
+        cover,
+        "",
         "## Controls",
         "",
         "Teacher ceiling (X + X adapter's own accuracy, as gap_recovered on the usable tasks): "
@@ -434,14 +491,14 @@ def _ladder(agg, summary, study, n_top) -> list[str]:
     ]
     if summary["controls"]:
         L += [
-            "| method | control | N | method gap | control gap | beats it |",
-            "|---|---|---|---|---|---|",
+            "| method | control | N | tasks | method gap | control gap | beats it |",
+            "|---|---|---|---|---|---|---|",
         ]
         for c in summary["controls"]:
             if c["pool"] != "all":
                 continue
             L.append(
-                f"| {c['of']} | {c['control']} | {c['n_anchors']} | {c['method_gap']:+.3f} | "
+                f"| {c['of']} | {c['control']} | {c['n_anchors']} | {len(c['tasks'])} | {c['method_gap']:+.3f} | "
                 f"{c['control_gap']:+.3f} | {'yes' if c['beats_control'] else '**no**'} |"
             )
         L += [
