@@ -14,6 +14,7 @@ from loraport.device import module_device, to_device
 from loraport.errors import MethodError
 from loraport.models import load_config, load_model
 from loraport.port import AnchorPair, AnchorsSpec, fit_map, port_weights
+from loraport.port.apply import target_anchor_factors
 from loraport.port.controls import random_like, random_port
 from loraport.port.distill import distill_port
 from loraport.port.prompts import check_disjoint_prompts, read_prompts, task_prompts
@@ -88,10 +89,10 @@ def _loss_at(model, tok, items, anchors, w):
 @pytest.mark.parametrize("lr", [0.05, 500.0])
 def test_spanfit_never_worse_than_its_ridge_start(kit, lr):
     fmap = fit_map(kit["spec"], "global_ridge", load_config(kit["x"]), load_config(kit["y"]))
-    inputs = port_weights(fmap, kit["adapter"], verify_anchors=False)
+    inputs = port_weights(fmap, kit["adapter"])
     w0 = next(iter(inputs.weights.values()))
     model, tok, _ = load_model(kit["y"])
-    anchors = {name: [a.lowrank(name) for a in inputs.ys] for name in inputs.target_side.modules}
+    anchors = target_anchor_factors(fmap)
     items = encodable_items(tok, kit["answers"])
     w, rec = fit_span_weights(model, tok, items, anchors, w0, steps=15, lr=lr, batch=8)
     start = _loss_at(model, tok, items, anchors, w0)

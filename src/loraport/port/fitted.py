@@ -1,56 +1,91 @@
-"""fit_map / apply_map: the anchor methods end to end, streaming one tensor at a time.
+"""fit_map and FittedMap: an anchor method fitted on anchor pairs, saved as a map folder.
 
     fmap = fit_map(load_anchors("anchors.yaml"), "global_ridge", source_config, target_config)
-    fmap.save("maps/qwen-to-llama")                       # map.json + state.safetensors
-    apply_map(FittedMap.load("maps/qwen-to-llama"), "adapters/new-task", "out/new-task-llama")
+    fmap.save("maps/qwen-to-llama")     # map.json + map.safetensors + README.md (see port.mapfile)
+    apply_map(FittedMap.load("maps/qwen-to-llama"), "adapters/new-task", "out/new-task-llama")  # port.apply
 
-Memory: adapters are read tensor by tensor; the largest objects held are N×N Grams per tensor and the
-(N·r)² eigenbases of the target anchors that make every later port a small SVD (see SpanBasis).
-A saved map references its anchor folders by path and SHA-256 (checked before each port), rather
-than copying gigabytes of anchor weights.
+A fitted map holds everything a port needs: the method's state (from the anchors' N×N Grams), the
+layer map and tensor pairing, and the anchors' factors packed in float16 (see port.packing). A map
+folder can therefore be moved or shared without its anchors, and a port reads it once, front to
+back: the source anchors' factors give the input's kernel, the method turns that into weights over
+the target anchors, and the target bases turn the weights into the output's rank-r factors.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from loraport import __version__
-from loraport.adapters import Adapter, LowRank, load_adapter, refactor, save_adapter
-from loraport.adapters.lowrank import SpanBasis, stack_rows
-from loraport.arch import arch_for, layer_map
-from loraport.errors import AnchorError, LoraportError, MethodError
-from loraport.io import read_tensor_dir, sha256_file, write_tensor_dir
+from loraport.adapters import Adapter, load_adapter
+from loraport.arch import Arch, arch_for, layer_map
+from loraport.errors import MethodError
+from loraport.io import atomic_dir, sha256_file
 from loraport.port.anchors import AnchorsSpec, check_pair_tasks
+from loraport.port.mapfile import (
+    FORMAT,
+    HASH_FIELD,
+    MAP_CARD,
+    MAP_JSON,
+    MAP_TENSORS,
+    MapError,
+    open_map,
+    write_map,
+)
 from loraport.port.methods import PortMethod, get_method
-from loraport.port.sides import Side, input_kernel, stacked_grams
+from loraport.port.packing import (
+    pack_source,
+    pack_target,
+)
+from loraport.port.sides import Side
 
-MAP_JSON = "map.json"
-MAP_STATE = "state.safetensors"
 GLOBAL = "__global__"
+SOURCE_PARTS = ("Bt", "A", "bs", "as_")
+TARGET_PARTS = ("QB", "RB", "QA", "RA")
 
 
 @dataclass
 class AnchorRecord:
     task: str
-    source: str
-    target: str
     source_sha256: str
     target_sha256: str
+    source: str | None = None  # where the anchor was at fit time (a port never reads it)
+    target: str | None = None
+
+
+class MemoryTensors:
+    """A freshly fitted map's packed tensors in memory, read like mapfile.MappedTensors."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.tensors = tensors
+
+    def get(self, name: str) -> torch.Tensor:
+        return self.tensors[name]
+
+    def done(self) -> None:
+        pass
+
+    def check(self) -> None:
+        pass
+
+
+def arch_fingerprint(arch: Arch) -> str:
+    """SHA-256 of what a map's numbers depend on in a base: its LoRA-able modules and their shapes."""
+    mods = [[m.name, list(m.shape)] for m in arch.modules()]
+    return hashlib.sha256(json.dumps([arch.family.name, mods]).encode()).hexdigest()
 
 
 @dataclass
 class FittedMap:
-    """An anchor method fitted on anchor pairs: its per-scope state (from the N×N Grams), the
-    tensor pairing and layer map between the bases, and the target anchors' span bases, so every
-    later port is a weighted sum of target anchors and a small SVD. Saved as map.json +
-    state.safetensors; the anchor adapters are referenced by path and SHA-256 (checked before
-    each port), not copied.
+    """An anchor method fitted on anchor pairs, with the anchors' factors packed so that it ports
+    on its own (see the module docstring). `save` writes a map folder, `load` memory-maps one.
 
         fmap = fit_map(load_anchors("anchors.yaml"), "global_ridge", source_config, target_config)
         fmap.save("maps/q2l")
@@ -67,13 +102,20 @@ class FittedMap:
     pairing: dict[str, str | None]  # target key -> source key (None: use the global Gram)
     layer_map: list[int]
     state: dict[str, dict[str, torch.Tensor]]  # scope key -> method state
-    span: dict[str, SpanBasis]  # target key -> fast re-factoring basis
+    source_modules: list[str]
+    target_modules: list[str]
+    source_ranks: dict[str, list[int]]  # packed source key -> anchor ranks (empty: input not used)
+    target_ranks: dict[str, list[int]]  # packed target key -> anchor ranks
+    tensors: Any  # MemoryTensors, or mapfile.MappedTensors for a loaded map
     rank: int
     alpha: float
     use_rslora: bool
     seed: int
+    fingerprints: dict[str, dict[str, str | None]]
     fit_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    content_sha256: str | None = None
 
     @property
     def anchor_set_hash(self) -> str:
@@ -86,80 +128,126 @@ class FittedMap:
     def n(self) -> int:
         return len(self.anchors)
 
+    @property
+    def where(self) -> str:
+        return str(self.path / MAP_JSON) if self.path else "the fitted map"
+
+    def side(self, which: str) -> Side:
+        """The source or target side as the anchors adapt it (no adapter needed)."""
+        config, base, names = (
+            (self.source_config, self.source_base, self.source_modules)
+            if which == "source"
+            else (self.target_config, self.target_base, self.target_modules)
+        )
+        arch = arch_for(config)
+        return Side.of_modules(arch, base, {n: arch.parse(n) for n in names})
+
+    def check_target(self, target_config: Any, target_base: str) -> None:
+        """A target base must have the module shapes of the base the map was fitted for."""
+        if arch_fingerprint(arch_for(target_config)) != self.fingerprints["target"]["arch"]:
+            raise MapError(
+                f"{self.where}: field fingerprints.target.arch: --target-base {target_base}: its modules "
+                f"differ in shape from those of {self.target_base}, the base the map was fitted for"
+            )
+
     # -- persistence -----------------------------------------------------------------------------
-    def save(self, out: str | Path, force: bool = False) -> Path:
-        tensors: dict[str, torch.Tensor] = {}
-        for scope, st in self.state.items():
-            for name, t in st.items():
-                tensors[f"state/{scope}/{name}"] = t.contiguous()
-        for key, sb in self.span.items():
-            for name, t in sb.state().items():
-                # float32 on disk: the bases are orthonormal up to ~1e-7, far below port precision,
-                # and a 3B map stays at a few hundred MB instead of twice that.
-                tensors[f"span/{key}/{name}"] = t.float().contiguous()
-        meta = {
-            "format": "loraport-map/1",
+    def header(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
             "loraport_version": __version__,
             "method": self.method,
             "options": self.options,
             "source_base": self.source_base,
             "target_base": self.target_base,
-            "source_config": self.source_config.to_dict(),
-            "target_config": self.target_config.to_dict(),
-            "anchors": [a.__dict__ for a in self.anchors],
+            "fingerprints": self.fingerprints,
+            "n": self.n,
+            "anchors": [asdict(a) for a in self.anchors],
             "anchor_set_hash": self.anchor_set_hash,
-            "pairing": self.pairing,
-            "layer_map": self.layer_map,
-            "span_ranks": {k: sb.ranks for k, sb in self.span.items()},
             "rank": self.rank,
             "alpha": self.alpha,
             "use_rslora": self.use_rslora,
             "seed": self.seed,
-            "fit_seconds": self.fit_seconds,
+            "fit_seconds": round(self.fit_seconds, 3),
+            "layer_map": self.layer_map,
+            "pairing": self.pairing,
+            "source_modules": self.source_modules,
+            "target_modules": self.target_modules,
+            "source_ranks": self.source_ranks,
+            "target_ranks": self.target_ranks,
+            "source_config": self.source_config.to_dict(),
+            "target_config": self.target_config.to_dict(),
             "extra": self.extra,
         }
-        return write_tensor_dir(out, tensors, meta, json_name=MAP_JSON, state_name=MAP_STATE, force=force)
+
+    def save(self, out: str | Path, force: bool = False) -> Path:
+        """Write the map folder atomically (a loaded map is copied file by file)."""
+        from loraport.port.mapinfo import render_card
+
+        out = Path(out)
+        with atomic_dir(out, force=force) as tmp:
+            if isinstance(self.tensors, MemoryTensors):
+                meta = self.header()
+                tensors = {
+                    f"state/{scope}/{name}": t.double()
+                    for scope, st in self.state.items()
+                    for name, t in st.items()
+                }
+                tensors.update(self.tensors.tensors)
+                write_map(tmp, meta, tensors, render_card)
+                digest = meta[HASH_FIELD]
+            else:
+                for name in (MAP_JSON, MAP_TENSORS, MAP_CARD):
+                    shutil.copyfile(self.path / name, tmp / name)
+                digest = self.content_sha256
+        if isinstance(self.tensors, MemoryTensors):
+            self.path, self.content_sha256 = out, digest
+        return out
 
     @classmethod
     def load(cls, path: str | Path) -> FittedMap:
+        """Open a map folder: the header is checked now, the tensors' hash while a port reads them."""
         from transformers import AutoConfig
 
         path = Path(path)
-        meta, tensors = read_tensor_dir(
-            path, json_name=MAP_JSON, state_name=MAP_STATE, error=LoraportError, what="a fitted map"
-        )
-        if meta.get("format") != "loraport-map/1":
-            raise LoraportError(
-                f"{path / MAP_JSON}: field format={meta.get('format')!r} is not loraport-map/1"
+        meta, tensors = open_map(path)
+        try:
+            state: dict[str, dict[str, torch.Tensor]] = {}
+            for name in tensors.names():
+                if name.startswith("state/"):
+                    _, scope, key = name.split("/", 2)
+                    state.setdefault(scope, {})[key] = tensors.get(name).clone()
+            configs = []
+            for side in ("source_config", "target_config"):
+                d = dict(meta[side])
+                configs.append(AutoConfig.for_model(d.pop("model_type"), **d))
+            return cls(
+                method=meta["method"],
+                options=meta["options"],
+                source_base=meta["source_base"],
+                target_base=meta["target_base"],
+                source_config=configs[0],
+                target_config=configs[1],
+                anchors=[AnchorRecord(**a) for a in meta["anchors"]],
+                pairing=meta["pairing"],
+                layer_map=meta["layer_map"],
+                state=state,
+                source_modules=meta["source_modules"],
+                target_modules=meta["target_modules"],
+                source_ranks=meta["source_ranks"],
+                target_ranks=meta["target_ranks"],
+                tensors=tensors,
+                rank=meta["rank"],
+                alpha=meta["alpha"],
+                use_rslora=meta["use_rslora"],
+                seed=meta["seed"],
+                fingerprints=meta["fingerprints"],
+                fit_seconds=meta.get("fit_seconds", 0.0),
+                extra=meta.get("extra", {}),
+                path=path,
+                content_sha256=meta[HASH_FIELD],
             )
-        state: dict[str, dict[str, torch.Tensor]] = {}
-        span_state: dict[str, dict[str, torch.Tensor]] = {}
-        for name, t in tensors.items():
-            kind, scope, key = name.split("/", 2)
-            (state if kind == "state" else span_state).setdefault(scope, {})[key] = t
-        configs = []
-        for side in ("source_config", "target_config"):
-            d = dict(meta[side])
-            configs.append(AutoConfig.for_model(d.pop("model_type"), **d))
-        return cls(
-            method=meta["method"],
-            options=meta["options"],
-            source_base=meta["source_base"],
-            target_base=meta["target_base"],
-            source_config=configs[0],
-            target_config=configs[1],
-            anchors=[AnchorRecord(**a) for a in meta["anchors"]],
-            pairing=meta["pairing"],
-            layer_map=meta["layer_map"],
-            state=state,
-            span={k: SpanBasis.from_state(v, meta["span_ranks"][k]) for k, v in span_state.items()},
-            rank=meta["rank"],
-            alpha=meta["alpha"],
-            use_rslora=meta["use_rslora"],
-            seed=meta["seed"],
-            fit_seconds=meta.get("fit_seconds", 0.0),
-            extra=meta.get("extra", {}),
-        )
+        except KeyError as e:
+            raise MapError(f"{path / MAP_JSON}: field {e.args[0]} missing") from None
 
 
 def _output_format(ys: list[Adapter]) -> tuple[int, float, bool]:
@@ -177,8 +265,10 @@ def fit_map(
     seed: int = 0,
     layers: str = "relative",
     allow_pickle: bool = False,
+    weight_fingerprints: tuple[str | None, str | None] = (None, None),
 ) -> FittedMap:
-    """Fit `method` on the anchor pairs. Configs are transformers configs of the two bases.
+    """Fit `method` on the anchor pairs and pack the anchors' factors. Configs are transformers
+    configs of the two bases; `weight_fingerprints` (source, target) are recorded when known.
     `layers` names a registered layer map (arch.LAYER_MAPS) pairing target layers with source
     layers: "relative" (same relative depth, from the configs alone) or "cka" (CKA of both bases'
     hidden states on generic text; loads both, see port.layermaps)."""
@@ -202,14 +292,23 @@ def fit_map(
         src = f"{lmap[int(layer)]}.{role}"
         pairing[key] = src if src in sx.keys else None
 
-    kx = {key: stacked_grams([sx.lowrank(a, key) for a in xs])[0] for key in sx.keys}
-    ky, span = {}, {}
+    # Packed in the order a port reads them: source keys (for the input's kernel), then target keys.
+    tensors: dict[str, torch.Tensor] = {}
+    kx, ky, sranks, tranks = {}, {}, {}, {}
+    if m.uses_input:
+        for key in sx.keys:
+            parts = [sx.lowrank(a, key) for a in xs]
+            kx[key], packed = pack_source(parts)
+            sranks[key] = [p.rank for p in parts]
+            tensors.update({f"s/{key}/{name}": packed[name] for name in SOURCE_PARTS})
     for key in sy.keys:
         parts = [sy.lowrank(a, key) for a in ys]
-        K, GB, GA = stacked_grams(parts)
-        ky[key] = K
-        span[key] = SpanBasis.from_grams(GB, GA, [p.rank for p in parts])
-    kx_glob, ky_glob = sum(kx.values()), sum(ky.values())
+        ky[key], packed = pack_target(parts)
+        tranks[key] = [p.rank for p in parts]
+        tensors.update({f"t/{key}/{name}": packed[name] for name in TARGET_PARTS})
+    n = len(xs)
+    kx_glob = sum(kx.values()) if kx else torch.zeros(n, n, dtype=torch.float64)
+    ky_glob = sum(ky.values())
     if m.scope == "global":
         state = m.fit_all({GLOBAL: (kx_glob, ky_glob)}, seed)
     else:
@@ -219,201 +318,34 @@ def fit_map(
     rank, alpha, rslora = _output_format(ys)
     records = [
         AnchorRecord(
-            p.task, str(p.source), str(p.target), sha256_file(x.weights_file), sha256_file(y.weights_file)
+            p.task, sha256_file(x.weights_file), sha256_file(y.weights_file), str(p.source), str(p.target)
         )
         for p, x, y in zip(spec.pairs, xs, ys, strict=True)
     ]
+    fingerprints = {
+        "source": {"arch": arch_fingerprint(ax), "weights": weight_fingerprints[0]},
+        "target": {"arch": arch_fingerprint(ay), "weights": weight_fingerprints[1]},
+    }
     return FittedMap(
-        m.name,
-        m.options(),
-        spec.source_base,
-        spec.target_base,
-        source_config,
-        target_config,
-        records,
-        pairing,
-        lmap,
-        state,
-        span,
-        rank,
-        alpha,
-        rslora,
-        seed,
-        time.perf_counter() - t0,
-    )
-
-
-def _check_anchor(path: str, sha: str) -> Adapter:
-    ad = load_adapter(path)
-    if sha256_file(ad.weights_file) != sha:
-        raise AnchorError(
-            f"{ad.weights_file}: anchor changed since the map was fitted (SHA-256 differs); refit"
-        )
-    return ad
-
-
-@dataclass
-class PortInputs:
-    """What a fitted map computes for one input adapter before anything is written: the anchors
-    loaded on both sides, the weights over the target anchors per target tensor key, and the Top-K
-    selection (None: all anchors)."""
-
-    x: Adapter
-    ys: list[Adapter]
-    target_side: Side
-    weights: dict[str, torch.Tensor]
-    selected: torch.Tensor | None
-
-
-def port_weights(
-    fmap: FittedMap,
-    adapter: str | Path | Adapter,
-    *,
-    verify_anchors: bool = True,
-    allow_pickle: bool = False,
-) -> PortInputs:
-    """The weights over the target anchors that `fmap` predicts for `adapter`, per target tensor."""
-    x = adapter if isinstance(adapter, Adapter) else load_adapter(adapter, allow_pickle=allow_pickle)
-    m = get_method(fmap.method, **fmap.options)
-    if verify_anchors:
-        xs = [_check_anchor(a.source, a.source_sha256) for a in fmap.anchors]
-        ys = [_check_anchor(a.target, a.target_sha256) for a in fmap.anchors]
-    else:
-        xs = [load_adapter(a.source) for a in fmap.anchors]
-        ys = [load_adapter(a.target) for a in fmap.anchors]
-    ax, ay = arch_for(fmap.source_config), arch_for(fmap.target_config)
-    sx, sy = Side.build(ax, fmap.source_base, xs), Side.build(ay, fmap.target_base, ys)
-    sx.check_same_modules(x)
-
-    kin, kxx = {}, {}
-    for key in sx.keys:
-        xl = sx.lowrank(x, key)
-        kin[key] = input_kernel(xl, [sx.lowrank(a, key) for a in xs])
-        kxx[key] = xl.norm_sq()
-    k_glob, kxx_glob = sum(kin.values()), sum(kxx.values())
-    sel = m.select(fmap.state[GLOBAL]["Kx"], k_glob, kxx_glob)
-    w_glob = m.weights(fmap.state[GLOBAL], k_glob, sel) if m.scope == "global" else None
-    weights = {}
-    for key in sy.keys:
-        if w_glob is not None:
-            weights[key] = w_glob
-        else:
-            src = fmap.pairing[key]
-            weights[key] = m.weights(fmap.state[key], kin[src] if src else k_glob, sel)
-    return PortInputs(x, ys, sy, weights, sel)
-
-
-def combine_port(fmap: FittedMap, inputs: PortInputs, weights: dict[str, torch.Tensor]) -> dict[str, LowRank]:
-    """Σ_j w_j ΔW_Y,j per target module at the map's rank (fused modules: parts stacked by rows)."""
-    sy = inputs.target_side
-    parts: dict[str, list[LowRank]] = {}
-    for key, (module, _, _) in sy.keys.items():
-        anchors = [sy.lowrank(a, key) for a in inputs.ys]
-        parts.setdefault(module, []).append(fmap.span[key].combine(anchors, weights[key], fmap.rank))
-    return {
-        name: ps[0] if len(ps) == 1 else refactor(stack_rows(ps), fmap.rank) for name, ps in parts.items()
-    }
-
-
-def save_port(
-    fmap: FittedMap,
-    inputs: PortInputs,
-    modules: dict[str, LowRank],
-    out: str | Path,
-    provenance: dict[str, Any],
-    *,
-    force: bool = False,
-    base_model: str | None = None,
-) -> Path:
-    """Write a port of `fmap`'s target base with the map's provenance plus `provenance`."""
-    x, sel = inputs.x, inputs.selected
-    prov = {
-        "method": fmap.method,
-        "options": fmap.options,
-        "source_base": fmap.source_base,
-        "target_base": fmap.target_base,
-        "anchor_set_hash": fmap.anchor_set_hash,
-        "anchor_tasks": [a.task for a in fmap.anchors],
-        "input_adapter": str(x.path),
-        "input_sha256": sha256_file(x.weights_file),
-        "seed": fmap.seed,
-        **({"topk_selected": [fmap.anchors[i].task for i in sel.tolist()]} if sel is not None else {}),
-        **provenance,
-    }
-    return save_adapter(
-        out,
-        modules,
-        rank=fmap.rank,
-        alpha=fmap.alpha,
-        use_rslora=fmap.use_rslora,
-        base_model=base_model or fmap.target_base,
-        num_layers=arch_for(fmap.target_config).num_layers,
-        provenance=prov,
-        force=force,
-    )
-
-
-def apply_map(
-    fmap: FittedMap,
-    adapter: str | Path | Adapter,
-    out: str | Path,
-    *,
-    force: bool = False,
-    verify_anchors: bool = True,
-    allow_pickle: bool = False,
-    provenance: dict[str, Any] | None = None,
-    base_model: str | None = None,
-) -> Path:
-    """Port one source adapter through a fitted map and write the PEFT folder for the target base
-    (recorded as `base_model`, by default the map's target base)."""
-    t0 = time.perf_counter()
-    inputs = port_weights(fmap, adapter, verify_anchors=verify_anchors, allow_pickle=allow_pickle)
-    modules = combine_port(fmap, inputs, inputs.weights)
-    seconds = round(time.perf_counter() - t0, 4)
-    cost = {
-        "seconds": round(seconds + fmap.fit_seconds, 4),
-        "steps": 0,
-        "generated_tokens": 0,
-        "data": "anchors",
-    }
-    extra = {"port_seconds": seconds, "cost": cost, **(provenance or {})}
-    return save_port(fmap, inputs, modules, out, extra, force=force, base_model=base_model)
-
-
-def copy_port(
-    adapter: str | Path | Adapter,
-    target_config: Any,
-    target_base: str,
-    out: str | Path,
-    *,
-    force: bool = False,
-    allow_pickle: bool = False,
-) -> Path:
-    """`copy`: the same ΔW on a target whose modules have identical shapes (checked module by module)."""
-    x = adapter if isinstance(adapter, Adapter) else load_adapter(adapter, allow_pickle=allow_pickle)
-    ay = arch_for(target_config)
-    ay.check_adapter(x, target_base)
-    ranks = set(x.ranks.values())
-    rank = max(ranks)
-    cfg = x.config
-    same = len(ranks) == 1
-    alpha = float(cfg["lora_alpha"]) if same else float(rank)
-    modules = {mod: x.lowrank(mod) if same else refactor(x.lowrank(mod), rank) for mod in x.modules}
-    prov = {
-        "method": "copy",
-        "source_base": x.base_model,
-        "target_base": target_base,
-        "input_adapter": str(x.path),
-        "input_sha256": sha256_file(x.weights_file),
-    }
-    return save_adapter(
-        out,
-        modules,
+        method=m.name,
+        options=m.options(),
+        source_base=spec.source_base,
+        target_base=spec.target_base,
+        source_config=source_config,
+        target_config=target_config,
+        anchors=records,
+        pairing=pairing,
+        layer_map=lmap,
+        state=state,
+        source_modules=list(sx.modules),
+        target_modules=list(sy.modules),
+        source_ranks=sranks,
+        target_ranks=tranks,
+        tensors=MemoryTensors(tensors),
         rank=rank,
         alpha=alpha,
-        use_rslora=bool(cfg.get("use_rslora")) and same,
-        base_model=target_base,
-        num_layers=ay.num_layers,
-        provenance=prov,
-        force=force,
+        use_rslora=rslora,
+        seed=seed,
+        fingerprints=fingerprints,
+        fit_seconds=time.perf_counter() - t0,
     )

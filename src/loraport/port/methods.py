@@ -103,6 +103,8 @@ class PortMethod:
     scope: ClassVar[Literal["global", "pertensor", "none", "behaviour"]] = "global"
     requires: ClassVar[frozenset[str]] = frozenset({"anchors"})
     needs: ClassVar[str] = "anchors"
+    #: False when the weights ignore the input adapter (mean): its map then packs no source anchors.
+    uses_input: ClassVar[bool] = True
     summary: ClassVar[str] = ""
     Options: ClassVar[type[BaseModel]] = NoOptions
 
@@ -135,7 +137,8 @@ class PortMethod:
 
     def run_cell(self, cell: Cell, store: Store) -> None:
         from loraport.models import load_config
-        from loraport.port.fitted import apply_map, fit_map
+        from loraport.port.apply import apply_map
+        from loraport.port.fitted import fit_map
 
         p = cell.params
         spec = anchors_of(p, store)
@@ -143,7 +146,7 @@ class PortMethod:
         fmap = fit_map(spec, p["method"], *configs, options=p["options"], seed=p["seed"])
         prov = {"study_cell": cell.key, "task": p["task"]}
         out = store.adapter(cell.key)
-        apply_map(fmap, store.adapter(p["x"]), out, force=True, verify_anchors=False, provenance=prov)
+        apply_map(fmap, store.adapter(p["x"]), out, force=True, provenance=prov)
 
     def port(self, job: PortJob) -> Path:
         from loraport.models import load_config
@@ -189,15 +192,9 @@ def anchors_of(params: dict[str, Any], store: Store) -> Any:
 def apply_to_target(fmap: FittedMap, job: PortJob) -> Path:
     """Apply a fitted map to the job's input, once the job's target base is checked to have the
     module shapes of the map's target base."""
-    from loraport.arch import arch_for
-    from loraport.errors import LoraportError
-    from loraport.port.fitted import apply_map
+    from loraport.port.apply import apply_map
 
-    ma, mb = arch_for(fmap.target_config).modules(), arch_for(job.target_config).modules()
-    if [(m.name, m.shape) for m in ma] != [(m.name, m.shape) for m in mb]:
-        raise LoraportError(
-            f"--target-base {job.target_base}: its modules differ in shape from the map's target base {fmap.target_base}"
-        )
+    fmap.check_target(job.target_config, job.target_base)
     return apply_map(fmap, job.adapter, job.out, force=job.force, base_model=job.target_base)
 
 
@@ -231,6 +228,7 @@ _register = register_method
 @_register
 class Mean(PortMethod):
     name = "mean"
+    uses_input = False
     summary = "average of the target anchors; ignores the input (the baseline every method must beat)"
 
     def fit_key(self, Kx, Ky):
@@ -439,7 +437,7 @@ class Copy(PortMethod):
 
     def run_cell(self, cell, store):
         from loraport.models import load_config
-        from loraport.port.fitted import copy_port
+        from loraport.port.apply import copy_port
 
         p = cell.params
         copy_port(
@@ -447,6 +445,6 @@ class Copy(PortMethod):
         )
 
     def port(self, job):
-        from loraport.port.fitted import copy_port
+        from loraport.port.apply import copy_port
 
         return copy_port(job.adapter, job.target_config, job.target_base, job.out, force=job.force)

@@ -34,6 +34,11 @@ class Side:
                 raise AnchorError(
                     f"{ad.path}: adapts a different set of modules than {adapters[0].path} (e.g. {diff})"
                 )
+        return cls.of_modules(arch, base, modules)
+
+    @classmethod
+    def of_modules(cls, arch: Arch, base: str, modules: dict[str, ModuleInfo]) -> Side:
+        """A side whose adapters adapt `modules` (a fitted map knows them without any adapter)."""
         side = cls(arch, base, modules)
         for name, info in modules.items():
             for part in info.parts:

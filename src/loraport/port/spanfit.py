@@ -26,7 +26,8 @@ from loraport.adapters import LowRank
 from loraport.device import module_device, to_device
 from loraport.errors import MethodError
 from loraport.port.anchors import AnchorsSpec
-from loraport.port.fitted import FittedMap, PortInputs, combine_port, fit_map, port_weights, save_port
+from loraport.port.apply import PortInputs, combine_port, port_weights, save_port, target_anchor_factors
+from loraport.port.fitted import FittedMap, fit_map
 from loraport.port.teacher import Answers, encodable_items
 
 
@@ -142,17 +143,16 @@ def spanfit_port(
     fmap = fmap or fit_map(spec, "global_ridge", source_config, target_config, seed=seed)
     if fmap.method != "global_ridge":
         raise MethodError(f"spanfit starts from a global_ridge map, not {fmap.method!r}")
-    inputs: PortInputs = port_weights(fmap, adapter, verify_anchors=False)
+    inputs: PortInputs = port_weights(fmap, adapter)
     w0 = next(iter(inputs.weights.values()))
     model, tokenizer, _ = load_model(fmap.target_base, device=device)
-    sy = inputs.target_side
-    anchors = {name: [y.lowrank(name) for y in inputs.ys] for name in sy.modules}
+    anchors = target_anchor_factors(fmap)
     items = encodable_items(tokenizer, answers)
     torch.manual_seed(seed)
     w, record = fit_span_weights(
         model, tokenizer, items, anchors, w0, steps=steps, lr=lr, batch=batch, seed=seed
     )
-    modules = combine_port(fmap, inputs, {key: w for key in inputs.weights})
+    modules = combine_port(fmap, {key: w for key in inputs.weights})
     seconds = time.perf_counter() - t0
     cost = {
         "seconds": round(seconds + answers.seconds, 3),

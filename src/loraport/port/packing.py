@@ -1,0 +1,133 @@
+"""The anchors' factors as a map packs them, and the two computations a port does with them.
+
+Pure tensor code (no I/O). Per logical tensor key the map holds, in half precision (float16):
+
+  source side ("s/KEY/..."): the N anchors' stacked factors, each column of B and each row of A
+    scaled to unit norm (norms kept in float32): Bt (N·r × out), A (N·r × in), bs, as_.
+    A port needs them only for the kernel k_j = ⟨ΔW_x, ΔW_j⟩ of its input.
+  target side ("t/KEY/..."): orthonormal bases of the stacked target factors' spans and the
+    anchors' coordinates in them, B_c = QB·RB and A_cᵀ = QA·RA (QB out×k_B, QA in×k_A in float16;
+    RB k_B×N·r, RA k_A×N·r in float32). Any Σ_j w_j ΔW_j is then QB·(RB·diag(w)·RAᵀ)·QAᵀ, and
+    its best rank-r factors come from an SVD of that small core and two thin products.
+
+Why float16 and not bfloat16: both halve the bytes, but bfloat16 keeps 8 significand bits (relative
+rounding up to 2⁻⁹ ≈ 2e-3) and a port must stay within 1e-3 of the float64 port; float16 keeps 11
+(≤ 2.4e-4). float16's narrow range is why the factors are stored normalised: unit-norm columns and
+orthonormal bases have entries near 1/√dim, far from both overflow and the subnormals.
+
+Why bases on the target side: the output is Σ_j w_j ΔW_j, and ridge weights can be large with
+opposite signs, so rounding each anchor's factors would be amplified by the cancellation; rounding
+an orthonormal basis perturbs the output by the same small relative amount whatever w is (the
+coordinates RB, RA, where the weights act, stay float32).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from loraport.adapters.lowrank import LowRank, _finish, block_sum, top_svd
+
+HALF = torch.float16
+#: Eigenvalues of a float32 factor Gram below this fraction of the largest are rounding noise.
+GRAM_TOL = 1e-7
+
+
+def _stack(parts: list[LowRank]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.cat([p.B for p in parts], dim=1).float(), torch.cat([p.A for p in parts], dim=0).float()
+
+
+def kernel_gram(Bc: torch.Tensor, Ac: torch.Tensor, ranks: list[int]) -> tuple[torch.Tensor, ...]:
+    """(K, GB, GA): N×N Gram of the ΔWs and the (N·r)² Grams of the stacked factors. The big
+    products run in float32 (~1e-6 relative, far below what a port resolves); the small results
+    are float64 for the solves that follow."""
+    GB = (Bc.T @ Bc).double()
+    GA = (Ac @ Ac.T).double()
+    return block_sum(GB * GA, ranks, ranks), GB, GA
+
+
+def pack_source(parts: list[LowRank]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(K, tensors) for one source key: the ΔW Gram of the anchors and what the map stores."""
+    Bc, Ac = _stack(parts)
+    K, _, _ = kernel_gram(Bc, Ac, [p.rank for p in parts])
+    bs = Bc.norm(dim=0).clamp_min(1e-30)
+    as_ = Ac.norm(dim=1).clamp_min(1e-30)
+    tensors = {
+        "Bt": (Bc / bs).T.to(HALF).contiguous(),
+        "A": (Ac / as_[:, None]).to(HALF).contiguous(),
+        "bs": bs,
+        "as_": as_,
+    }
+    return K, tensors
+
+
+def _basis(M: torch.Tensor, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For M (dim × N·r) with Gram G = MᵀM: Q (dim × k, orthonormal columns) and R (k × N·r) with
+    M = Q·R, keeping the k eigen-directions of G above rounding noise."""
+    evals, evecs = torch.linalg.eigh(G)
+    keep = evals > GRAM_TOL * max(float(evals.max()), 1e-300)
+    ev, V = evals[keep], evecs[:, keep]
+    Q = M @ (V / ev.sqrt()).float()
+    return Q, (V * ev.sqrt()).T.float()
+
+
+def pack_target(parts: list[LowRank]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(K, tensors) for one target key."""
+    Bc, Ac = _stack(parts)
+    K, GB, GA = kernel_gram(Bc, Ac, [p.rank for p in parts])
+    QB, RB = _basis(Bc, GB)
+    QA, RA = _basis(Ac.T, GA)
+    tensors = {"QB": QB.to(HALF).contiguous(), "RB": RB, "QA": QA.to(HALF).contiguous(), "RA": RA}
+    return K, tensors
+
+
+class Scratch:
+    """Reusable float32 buffers: converting each float16 tensor into a fresh allocation would
+    page-fault as much memory again as the map holds."""
+
+    def __init__(self) -> None:
+        self._buf = torch.empty(0)
+
+    def float(self, t: torch.Tensor) -> torch.Tensor:
+        n = t.numel()
+        if self._buf.numel() < n:
+            self._buf = torch.empty(n)
+        return self._buf[:n].view(t.shape).copy_(t)
+
+
+def source_kernel(
+    x: LowRank, packed: dict[str, torch.Tensor], ranks: list[int], scratch: Scratch
+) -> torch.Tensor:
+    """⟨ΔW_x, ΔW_j⟩ for every anchor j of one source key (float64 vector)."""
+    gb = (scratch.float(packed["Bt"]) @ x.B.float()) * packed["bs"][:, None]  # (N·r × r)
+    ga = (scratch.float(packed["A"]) @ x.A.float().T) * packed["as_"][:, None]
+    return block_sum((gb * ga).double().T, [x.rank], ranks)[0]
+
+
+def core_svd(packed: dict[str, torch.Tensor], w: torch.Tensor, ranks: list[int], rank: int):
+    """Top-`rank` SVD of RB·diag(w)·RAᵀ, the combination in the bases' coordinates (float64)."""
+    d = torch.repeat_interleave(w.double(), torch.tensor(ranks), output_size=sum(ranks))
+    core = (packed["RB"].double() * d) @ packed["RA"].double().T
+    return top_svd(core, rank)
+
+
+def combine_target(
+    packed: dict[str, torch.Tensor], w: torch.Tensor, ranks: list[int], rank: int, scratch: Scratch
+) -> LowRank:
+    """Best rank-`rank` factors of Σ_j w_j ΔW_j for one target key, in canonical form."""
+    U, S, Vh = core_svd(packed, w, ranks, rank)
+    root = S.sqrt()
+    B = scratch.float(packed["QB"]) @ (U * root).float()
+    A = (scratch.float(packed["QA"]) @ (Vh.T * root).float()).T
+    return _finish(B, A.contiguous(), rank)
+
+
+def target_anchors(packed: dict[str, torch.Tensor], ranks: list[int]) -> list[LowRank]:
+    """The target anchors' own factors of one key, rebuilt from the bases (B_j A_j exactly as
+    packed), for methods that use the anchors themselves (spanfit)."""
+    B = packed["QB"].float() @ packed["RB"]
+    A = (packed["QA"].float() @ packed["RA"]).T
+    out, start = [], 0
+    for r in ranks:
+        out.append(LowRank(B[:, start : start + r].contiguous(), A[start : start + r].contiguous()))
+        start += r
+    return out
