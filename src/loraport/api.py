@@ -1,8 +1,9 @@
-"""The Python API behind the CLI, with the same names: `fit`, `port`, `inspect_adapter`.
+"""The Python API behind the CLI, with the same names: `fit`, `port`, `verify_map`, `inspect_adapter`.
 
     from loraport.api import fit, port
-    fit("anchors.yaml", "global_ridge", "maps/q2l")
+    fit("anchors.yaml", "global_ridge", "maps/q2l")      # a self-contained map folder
     port("adapters/new", "meta-llama/Llama-3.2-3B-Instruct", "out/new-llama", map_dir="maps/q2l")
+    verify_map("maps/q2l", anchors="anchors.yaml")       # `loraport map verify`
 
 Each call validates everything it can before doing work (output folder, method name, options, base
 configs) and writes its output atomically.
@@ -18,7 +19,10 @@ from loraport.adapters import load_adapter
 from loraport.errors import LoraportError, MethodError
 from loraport.io import check_output
 from loraport.port import FittedMap, PortJob, fit_map, get_method, load_anchors
+from loraport.port.mapinfo import verify_map
 from loraport.port.methods import apply_to_target
+
+__all__ = ["fit", "inspect_adapter", "port", "verify_map"]
 
 
 def _config(spec: str) -> Any:
@@ -39,7 +43,8 @@ def fit(
     layers: str = "relative",
 ) -> FittedMap:
     """Fit anchor method `method` (with `options`) on the anchor pairs of `anchors` (a YAML file,
-    see port.anchors) and save the map to `out`; returns it. `layers` names the layer map
+    see port.anchors) and save the map folder to `out` (self-contained: it holds the anchors'
+    packed factors and records both bases' fingerprints); returns it. `layers` names the layer map
     (arch.LAYER_MAPS: "relative", or "cka", which loads both bases). Behaviour methods and copy are
     not fitted: use `port` with them directly.
 
@@ -47,15 +52,19 @@ def fit(
     """
     check_output(out, force)
     m = get_method(method, **(options or {}))
+    from loraport.models import resolve_model
+
     spec = load_anchors(anchors)
+    src, tgt = resolve_model(spec.source_base), resolve_model(spec.target_base)
     fmap = fit_map(
         spec,
         m,
-        _config(spec.source_base),
-        _config(spec.target_base),
+        src.config,
+        tgt.config,
         seed=seed,
         allow_pickle=allow_pickle,
         layers=layers,
+        weight_fingerprints=(src.fingerprint, tgt.fingerprint),
     )
     fmap.save(out, force=force)
     return fmap

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from loraport.cli import map as map_cli
 from loraport.cli import tasks as tasks_cli
 from loraport.cli import zoo as zoo_cli
 from loraport.cli.bench import bench, report
@@ -32,6 +33,7 @@ app.command()(report)
 app.command("eval")(eval_cmd)
 app.add_typer(zoo_cli.app, name="zoo")
 app.add_typer(tasks_cli.app, name="tasks")
+app.add_typer(map_cli.app, name="map")
 
 
 #: Commands that load no model: they must not import transformers (or torch), so that, e.g., a

@@ -16,7 +16,9 @@ def port(
         ..., "--target-base", help="Target model: folder, cached hub id or .gguf."
     ),
     out: Path = typer.Option(..., "--out", help="Output PEFT folder."),
-    map_dir: Path | None = typer.Option(None, "--map", help="A map saved by `loraport fit`."),
+    map_dir: Path | None = typer.Option(
+        None, "--map", help="A map folder written by `loraport fit` (self-contained; anchors not needed)."
+    ),
     anchors: Path | None = typer.Option(None, "--anchors", help="ANCHORS.yaml, to fit on the fly."),
     method: str | None = typer.Option(None, "--method", help="Method to fit on the fly (or `copy`)."),
     k: int | None = typer.Option(None, "--k", help="Top-K for topk_* methods."),
