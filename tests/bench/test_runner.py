@@ -200,7 +200,8 @@ def test_per_domain_pools_report_their_anchors_and_the_topk_choices(mini_spec, f
             assert set(r["anchors"]) == {"math_add", "math_sub"}
     report = (out / "report.md").read_text()
     assert "## Cross-domain anchor pools" in report and "Anchor selections (pool, seed: anchors)" in report
-    table = report.split("Top-K selections (seed 0;")[1].split("\n\n")[1].splitlines()
+    assert "## Top-K selection log" in report
+    table = report.split("The K anchors each Top-K port chose (seed 0;")[1].split("\n\n")[1].splitlines()
     assert table[0] == "| task | variant | all (N=3) | math (N=2) |"
     largest = {"all": 3, "math": 2}
     seed0 = {

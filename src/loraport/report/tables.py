@@ -58,6 +58,8 @@ def variant_order(variants: set[str] | list[str]) -> list[str]:
 
 def coverage(tasks: list[str], n_items: dict[str, int], seeds: list[int]) -> str:
     """One sentence saying what an aggregate covers: its tasks, their items and the seeds."""
+    if not tasks:
+        return f"Covers no usable task (seeds {list(seeds)})."
     ns = sorted({n_items.get(t) for t in tasks} - {None})
     items = f"n = {ns[0]} items each" if len(ns) == 1 else f"n = {'/'.join(map(str, ns))} items"
     noun = "task" if len(tasks) == 1 else "tasks"
