@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,9 @@ class Adapter:
 
     @property
     def base_model(self) -> str | None:
-        return self.config.get("base_model_name_or_path")
+        """The base as loraport named it when it wrote the adapter (a zoo or registered name, a
+        folder, a hub id); else what adapter_config.json names, for adapters from other tools."""
+        return self.provenance.get(BASE_SPEC_KEY) or self.config.get("base_model_name_or_path")
 
     @property
     def weights_file(self) -> Path:
@@ -248,6 +251,27 @@ def target_modules_for(modules: list[str], num_layers: int | None = None) -> lis
     return out
 
 
+#: Provenance key of the base as loraport named it, when adapter_config.json names it otherwise.
+BASE_SPEC_KEY = "base_model_spec"
+
+
+def _as_given(spec: str) -> str:
+    return spec
+
+
+#: Turns a base spec into what adapter_config.json's base_model_name_or_path says: PEFT's
+#: AutoPeftModelForCausalLM loads the base from there, so it should be a checkpoint folder or a hub
+#: id, not a loraport name. loraport.models installs its resolver (adapters import no other loraport
+#: package); without one the spec is written as given.
+_peft_base: Callable[[str], str] = _as_given
+
+
+def set_base_resolver(fn: Callable[[str], str]) -> None:
+    """Install the function that maps a base spec to the base PEFT should load (see _peft_base)."""
+    global _peft_base
+    _peft_base = fn
+
+
 def save_adapter(
     out: str | Path,
     modules: dict[str, LowRank],
@@ -300,10 +324,13 @@ def write_adapter_files(
         tensors[f"base_model.model.{name}.lora_A.weight"] = lr.A.to(dtype).contiguous()
         tensors[f"base_model.model.{name}.lora_B.weight"] = (lr.B / scaling).to(dtype).contiguous()
     prov = {"loraport_version": __version__, **(provenance or {})}
+    peft_base = _peft_base(base_model) if base_model else base_model
+    if peft_base != base_model:
+        prov.setdefault(BASE_SPEC_KEY, base_model)
     config = {
         "peft_type": "LORA",
         "task_type": "CAUSAL_LM",
-        "base_model_name_or_path": base_model,
+        "base_model_name_or_path": peft_base,
         "r": rank,
         "lora_alpha": alpha,
         "use_rslora": use_rslora,

@@ -48,7 +48,9 @@ def plan_study(study: Study, device: str = "cpu", build: bool = True) -> Plan:
             continue
         tok = _study_tokenizer(s, study.chat_template, convert=build)
         fps[s] += _chat_suffix(tok)
-        if build and tok is not None and tok is not False and s not in zoo_specs():  # zoo tasks fit zoo tokenizers
+        if (
+            build and tok is not None and tok is not False and s not in zoo_specs()
+        ):  # zoo tasks fit zoo tokenizers
             check_lengths(study, s, tok)
     return make_plan(study, fps, device)
 
@@ -249,9 +251,12 @@ def write_records(
                     "invalid": [int(r.status == "invalid") for r in rows],
                 }
             record["primary"] = study.scorers.get(cond["task"], res.scorers()[0])
+            adapter = res.provenance.get("adapter") or {}
             record["provenance"] = {
                 "base": res.provenance.get("base", {}).get("fingerprint"),
-                "adapter": res.provenance.get("adapter", {}) and res.provenance["adapter"].get("path"),
+                # the adapter's place in this run's store, relative to the run directory (or absolute
+                # for a shared cache outside it), whatever folder the run was started from
+                "adapter": adapter.get("path") and store.relative(store.adapter(Path(adapter["path"]).name)),
             }
         if "port" in cond:
             record["port_seconds"] = timings.get(cond["port"])

@@ -52,6 +52,15 @@ class Store:
             return self.teach(key).is_file()
         return (self.adapter(key) / "adapter_config.json").is_file()
 
+    def relative(self, path: str | Path) -> str:
+        """A path as records store it: relative to the run directory when it lies inside it (so a
+        moved or copied run folder still resolves it), else absolute."""
+        p = Path(path).resolve()
+        try:
+            return p.relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return str(p)
+
     def record(self, name: str) -> Path:
         return self.records / f"{name}.json"
 

@@ -128,9 +128,37 @@ class ModelRef:
         }
 
 
+#: Every spec resolved in this process, so that writing an adapter can name its base the way PEFT
+#: finds it (peft_base) without resolving anything again (a zoo name would build its model).
+_RESOLVED: dict[str, ModelRef] = {}
+
+
 def resolve_model(spec: str | os.PathLike[str] | ModelRef) -> ModelRef:
     """Find a model on disk and read its config (no weights). Raises ModelLoadError."""
-    return _resolve(spec, depth=0)
+    ref = _resolve(spec, depth=0)
+    if not isinstance(spec, ModelRef):
+        _RESOLVED[os.fspath(spec).strip()] = ref
+    _RESOLVED.setdefault(ref.spec, ref)
+    return ref
+
+
+def peft_base(spec: str) -> str:
+    """What an adapter's `base_model_name_or_path` should say for a base loraport knows as `spec`,
+    so that PEFT's AutoPeftModelForCausalLM loads the base without loraport: the hub id of a hub
+    model, else the absolute checkpoint folder (for a zoo or registered name, the folder it
+    resolved to; for a GGUF, its float conversion in the cache once converted). A spec this process
+    never resolved, or an unconverted GGUF, is kept as given.
+
+        peft_base("tiny-llama-y")   # '/root/.cache/loraport/zoo/tiny-llama-y-933c4e475b61'
+    """
+    ref = _RESOLVED.get(spec)
+    if ref is None:
+        return spec
+    if ref.kind == "hub" and ref.hub_id:
+        return ref.hub_id
+    if not ref.converted:
+        return spec
+    return str(ref.path)
 
 
 def load_config(spec: str | os.PathLike[str] | ModelRef) -> PretrainedConfig:
@@ -317,3 +345,13 @@ def _content_digest(path: Path) -> str:
 def gguf_cache_dir(digest: str) -> Path:
     """The conversion folder for a GGUF file with this sha256."""
     return cache_root() / "gguf" / digest
+
+
+def _install_peft_base() -> None:
+    # adapters is a leaf package and cannot import this one, so the resolver is handed to it here
+    from loraport.adapters.peft_io import set_base_resolver
+
+    set_base_resolver(peft_base)
+
+
+_install_peft_base()
