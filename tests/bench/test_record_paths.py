@@ -38,3 +38,17 @@ def test_paths_in_a_shared_cache_are_absolute_whatever_the_working_folder(
     assert paths
     for p in paths:
         assert Path(p).is_absolute() and (Path(p) / "adapter_config.json").is_file(), p
+
+
+def test_records_keep_the_same_sample_items_for_every_condition_of_a_task(full_run):
+    records = [json.loads(p.read_text()) for p in (full_run / "records").glob("*.json")]
+    scored = [r for r in records if "scorers" in r]
+    assert scored
+    by_task: dict[str, set[tuple[str, ...]]] = {}
+    for r in scored:
+        assert r["samples"] and all(s["prompt"] and s["prediction"] is not None for s in r["samples"])
+        primary = r["scorers"][r["primary"]]
+        for s in r["samples"]:  # the sample's verdict is the record's own for that item
+            assert int(s["correct"]) == primary["correct"][primary["ids"].index(s["id"])]
+        by_task.setdefault(r["task"], set()).add(tuple(s["id"] for s in r["samples"]))
+    assert all(len(ids) == 1 for ids in by_task.values())

@@ -251,6 +251,7 @@ def write_records(
                     "invalid": [int(r.status == "invalid") for r in rows],
                 }
             record["primary"] = study.scorers.get(cond["task"], res.scorers()[0])
+            record["samples"] = samples(res, record["primary"], prompts(cond["task"], study))
             adapter = res.provenance.get("adapter") or {}
             record["provenance"] = {
                 "base": res.provenance.get("base", {}).get("fingerprint"),
@@ -267,6 +268,47 @@ def write_records(
         elif "train" in cond:
             record["cost"] = train_cost(store, cond["train"])
         store.write_record(name, record)
+
+
+#: Items per record whose text (prompt, output, reference, verdict) the record keeps, for the HTML
+#: report's per-task drill-down; the same first items in every condition of a task.
+SAMPLES = 4
+SAMPLE_CHARS = 600
+_PROMPTS: dict[tuple, dict[str, str]] = {}
+
+
+def prompts(task: str, study: Study) -> dict[str, str]:
+    """The prompt of each of the task's eval items the study scores, by item id (once per task)."""
+    key = (task, study.eval.n, study.eval.seed)
+    if key not in _PROMPTS:
+        from loraport.tasks import resolve_task
+
+        t = resolve_task(task)
+        cap = t.available("eval")
+        items = t.items("eval", study.eval.n if cap is None else min(study.eval.n, cap), seed=study.eval.seed)
+        _PROMPTS[key] = {it.id: it.prompt for it in items[:SAMPLES]}
+    return _PROMPTS[key]
+
+
+def samples(res: Any, scorer: str, prompts: dict[str, str]) -> list[dict[str, Any]]:
+    """The first SAMPLES items of an evaluation, as the primary scorer saw them (texts clipped)."""
+
+    def clip(text: str | None) -> str | None:
+        return text if text is None or len(text) <= SAMPLE_CHARS else text[: SAMPLE_CHARS - 1] + "…"
+
+    rows = [r for r in res.records if r.scorer == scorer][:SAMPLES]
+    return [
+        {
+            "id": r.id,
+            "prompt": clip(prompts.get(r.id)),
+            "prediction": clip(r.prediction),
+            "extracted": clip(r.extracted),
+            "answer": clip(r.answer),
+            "correct": bool(r.correct),
+            "status": r.status,
+        }
+        for r in rows
+    ]
 
 
 def port_provenance(store: Store, key: str) -> dict[str, Any]:

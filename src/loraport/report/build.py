@@ -80,8 +80,12 @@ def port_report(run_dir: Path, meta: dict[str, Any], records: list[dict[str, Any
 
     write_figures(run_dir / "figures", agg, tasks)
     write_cost_figure(run_dir / "figures", agg, summary["costs"])
+    markdown = _markdown(meta, tasks, agg, usable, records, summary)
     with atomic_file(run_dir / "report.md") as fh:
-        fh.write(_markdown(meta, tasks, agg, usable, records, summary))
+        fh.write(markdown)
+    from loraport.report.html import write_html
+
+    write_html(run_dir, markdown, records, tasks, max(meta["study"]["n_anchors"]))
     return summary
 
 
@@ -381,7 +385,9 @@ def _markdown(meta, tasks, agg, usable, records, summary) -> str:
         "",
     ]
     L += [
-        "Figures: `figures/gap_vs_n.png`, `figures/k_sweep.png`, `figures/per_task.png`, `figures/cost_quality.png`.",
+        "Figures: `figures/gap_vs_n.png`, `figures/k_sweep.png`, `figures/per_task.png`, `figures/cost_quality.png` "
+        "(the Pareto front of quality against cost marked). `report.html` has these tables (sortable), the figures "
+        "and sample items of every task.",
         "",
     ]
     return "\n".join(L)

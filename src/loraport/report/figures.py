@@ -68,6 +68,17 @@ def write_figures(folder: Path, agg: list[dict[str, Any]], tasks: dict[str, dict
     plt.close(fig)
 
 
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the (cost, quality) points no other point beats: none is at most as costly and
+    at least as good, and strictly better in one. Sorted by cost."""
+    front = [
+        i
+        for i, (c, q) in enumerate(points)
+        if not any((c2 <= c and q2 >= q) and (c2 < c or q2 > q) for c2, q2 in points)
+    ]
+    return sorted(front, key=lambda i: points[i])
+
+
 def write_cost_figure(folder: Path, agg: list[dict[str, Any]], cost: dict[str, Any]) -> None:
     """gap_recovered against compute relative to training the oracle (log scale), largest N."""
     import matplotlib
@@ -80,12 +91,26 @@ def write_cost_figure(folder: Path, agg: list[dict[str, Any]], cost: dict[str, A
     rows = [r for r in agg if r["pool"] == "all" and r["gap_recovered"] is not None]
     n_top = max((r["n_anchors"] for r in rows), default=0)
     fig, ax = plt.subplots(figsize=(7, 4))
+    shown = []
     for r in rows:
         c = by.get((r["variant"], "all", n_top))
         if r["n_anchors"] != n_top or not c or not c["relative_seconds"]:
             continue
-        ax.scatter(c["relative_seconds"], r["gap_recovered"])
-        ax.annotate(r["variant"], (c["relative_seconds"], r["gap_recovered"]), fontsize=6)
+        shown.append((r["variant"], c["relative_seconds"], r["gap_recovered"]))
+    front = pareto_front([(x, y) for _, x, y in shown])
+    for i, (variant, x, y) in enumerate(shown):
+        ax.scatter(x, y, color="tab:red" if i in front else "tab:blue", zorder=3)
+        ax.annotate(variant, (x, y), fontsize=6)
+    if front:
+        ax.step(
+            [shown[i][1] for i in front],
+            [shown[i][2] for i in front],
+            where="post",
+            color="tab:red",
+            lw=1,
+            label="Pareto front (no method is cheaper and better)",
+        )
+        ax.legend(fontsize=7, loc="lower right")
     ax.set_xscale("log")
     ax.axhline(0, color="gray", lw=0.8)
     ax.axvline(1, color="gray", lw=0.8, ls="--")
