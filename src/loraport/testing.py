@@ -140,13 +140,15 @@ def write_llama_gguf(
     qtype: str = "F32",
     name: str = "tiny-llama",
     chat_template: str | None = None,
+    add_bos: bool = False,
 ) -> Path:
     """Export a llama checkpoint (e.g. from `build_tiny_model("llama", ...)`) to a GGUF file.
 
     Weight matrices are stored as `qtype` ("F32", "F16" or "Q8_0"; Q8_0 needs row lengths that
     are multiples of 32); norms stay F32. When the vocabulary has at least 259 entries a byte-level
     tokenizer is embedded: ids 0..2 are <pad>, <s>, <|endoftext|> (eos), ids 3..258 the 256 bytes, then up to four
-    merged pairs (he, in, th, Ġt), the rest unused control tokens. The file is written atomically (temporary sibling, then rename).
+    merged pairs (he, in, th, Ġt), the rest unused control tokens; `add_bos` is its
+    `tokenizer.ggml.add_bos_token` flag. The file is written atomically (temporary sibling, then rename).
     """
     import gguf
     import numpy as np
@@ -234,7 +236,7 @@ def write_llama_gguf(
         writer.add_pad_token_id(0)
         writer.add_bos_token_id(1)
         writer.add_eos_token_id(2)
-        writer.add_add_bos_token(False)
+        writer.add_add_bos_token(add_bos)
         if chat_template is not None:
             writer.add_chat_template(chat_template)
 

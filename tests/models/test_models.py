@@ -20,6 +20,7 @@ from loraport.models import (
     file_sha256,
     load_config,
     load_model,
+    load_tokenizer,
     real,
     resolve_model,
 )
@@ -170,6 +171,22 @@ def test_gguf_cache_is_reused(tiny_gguf):
     assert STATS["gguf_conversions"] == count
     assert (again.path / "model.safetensors").stat().st_mtime_ns == stamp
     assert again.path == ref.path
+
+
+def test_raw_prompts_start_with_bos_when_the_gguf_says_so(zoo, tiny_gguf, tmp_path):
+    """A GGUF whose metadata says its model expects BOS (Gemma's) gets BOS before raw prompts even
+    when transformers' tokenizer conversion does not add it itself (5.17 does not for Gemma-3)."""
+    from loraport.models.chat import chat_format
+
+    tok = load_tokenizer(tiny_gguf)
+    assert tok("a")["input_ids"][:1] != [tok.bos_token_id]  # the converted tokenizer adds no BOS
+    assert chat_format(tok).prefix == ""  # add_bos_token False: raw prompts as they are
+    bos_gguf = write_llama_gguf(zoo["llama"], tmp_path / "bos.gguf", add_bos=True)
+    tok = load_tokenizer(bos_gguf)
+    fmt = chat_format(tok)
+    assert fmt.render("hi") == tok.bos_token + "hi" and fmt.digest
+    ids = tok([fmt.render("hi")], add_special_tokens=False)["input_ids"][0]
+    assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 1
 
 
 def test_file_hash_is_remembered_by_path_size_mtime(tmp_path):

@@ -110,12 +110,16 @@ def _family_template(config: Any) -> tuple[str | None, str]:
     return None, ""
 
 
-def resolve_chat(tokenizer: Any, config: Any = None, mode: str = "auto") -> ChatFormat:
-    """The chat format `mode` gives this tokenizer (see the module docstring). Raises a one-line
-    ModelLoadError when a template does not render or has no recognisable end of an answer."""
+def resolve_chat(
+    tokenizer: Any, config: Any = None, mode: str = "auto", add_bos: bool | None = None
+) -> ChatFormat:
+    """The chat format `mode` gives this tokenizer (see the module docstring). `add_bos` is what the
+    checkpoint itself says about BOS (a GGUF's `tokenizer.ggml.add_bos_token`; None: nothing); raw
+    prompts start with BOS when it says so or when the tokenizer's own encoding does. Raises a
+    one-line ModelLoadError when a template does not render or has no recognisable end of an answer."""
     _check_mode(mode)
     eos = tokenizer.eos_token_id
-    raw = _raw(tokenizer)
+    raw = _raw(tokenizer, add_bos)
     if mode == "none":
         return raw
     template, source = getattr(tokenizer, "chat_template", None), "tokenizer"
@@ -146,12 +150,14 @@ def resolve_chat(tokenizer: Any, config: Any = None, mode: str = "auto") -> Chat
     return ChatFormat(template, source, end_ids[:1], stops, end_text, tokenizer)
 
 
-def _raw(tokenizer: Any) -> ChatFormat:
-    """Raw prompts; with the BOS text first where the tokenizer's own encoding starts every text with
-    BOS (Gemma's does, and degrades without it), so that raw prompts are encoded as the model expects."""
+def _raw(tokenizer: Any, add_bos: bool | None = None) -> ChatFormat:
+    """Raw prompts; with the BOS text first where the checkpoint says its model expects BOS before
+    every text (`add_bos`) or the tokenizer's own encoding starts every text with it (Gemma's model
+    needs it and repeats itself without it), so that raw prompts are encoded as the model expects."""
     eos, bos = tokenizer.eos_token_id, getattr(tokenizer, "bos_token_id", None)
+    wants_bos = bos is not None and tokenizer.bos_token
     prefix = ""
-    if bos is not None and tokenizer.bos_token and tokenizer("a")["input_ids"][:1] == [bos]:
+    if wants_bos and (add_bos or tokenizer("a")["input_ids"][:1] == [bos]):
         prefix = tokenizer.bos_token
     ends = () if eos is None else (eos,)
     return ChatFormat(stop_ids=ends, answer_end=ends, prefix=prefix)

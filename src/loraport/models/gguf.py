@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import importlib.util
 import json
 import logging
@@ -352,6 +353,20 @@ def _set_special_tokens(tokenizer: Any, path: Path) -> dict[str, int]:
         setattr(tokenizer, f"{attr}_token", tokenizer.convert_ids_to_tokens(tid))
         changed[attr] = tid
     return changed
+
+
+@functools.lru_cache(maxsize=16)
+def gguf_adds_bos(path: str | os.PathLike[str]) -> bool | None:
+    """The GGUF's `tokenizer.ggml.add_bos_token` flag: whether its model expects BOS before every text
+    (Gemma's does, and degrades to repetition without it); None when the file does not say.
+    transformers' GGUF tokenizer conversion does not carry this flag in every version (5.17 drops it
+    for Gemma-3, 5.24 keeps it), so raw prompts take it from the file itself."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(path).fields.get("tokenizer.ggml.add_bos_token")
+    if field is None or not field.data:
+        return None
+    return bool(field.parts[field.data[0]][0])
 
 
 def check_tied(model: Any, where: str | os.PathLike[str]) -> bool:

@@ -11,7 +11,7 @@ import torch
 from loraport.device import resolve_device
 from loraport.errors import ModelLoadError
 from loraport.models.chat import attach, chat_mode, resolve_chat
-from loraport.models.gguf import check_tied, ensure_converted
+from loraport.models.gguf import check_tied, ensure_converted, gguf_adds_bos
 from loraport.models.resolve import ModelRef, one_line, resolve_model
 
 if TYPE_CHECKING:
@@ -87,16 +87,20 @@ def load_model(
         model.to(where)
     model.eval()
     tok = _load_tokenizer(folder) if tokenizer else None
-    if tok is not None:
-        attach(tok, resolve_chat(tok, ref.config, chat_mode()))
-    return model, tok, ref
+    return model, None if tok is None else _with_chat(tok, ref), ref
 
 
 def load_tokenizer(spec: str | os.PathLike[str] | ModelRef) -> PreTrainedTokenizerBase | None:
     """The tokenizer of a model spec (converting a GGUF first if needed), or None if it has none."""
     ref = ensure_converted(resolve_model(spec))
     tok = _load_tokenizer(ref.path)
-    return None if tok is None else attach(tok, resolve_chat(tok, ref.config, chat_mode()))
+    return None if tok is None else _with_chat(tok, ref)
+
+
+def _with_chat(tok: PreTrainedTokenizerBase, ref: ModelRef) -> PreTrainedTokenizerBase:
+    """The tokenizer with its chat format attached (a GGUF's own BOS flag taken into account)."""
+    add_bos = gguf_adds_bos(ref.gguf_file) if ref.gguf_file is not None else None
+    return attach(tok, resolve_chat(tok, ref.config, chat_mode(), add_bos=add_bos))
 
 
 def _load_tokenizer(folder: Path) -> PreTrainedTokenizerBase | None:
