@@ -168,6 +168,12 @@ def test_too_few_paired_positions_is_a_clear_error(bases):
         fit_alignment(*bases, texts=["a"])
 
 
+def test_a_line_count_too_small_for_the_bases_grows_until_the_fit_is_determined(bases):
+    al = fit_alignment(*bases, texts=8)  # eight lines pair far fewer positions than the bases need
+    assert al.options["texts"] == 8 and al.options["texts_drawn"] > 8
+    assert al.maps
+
+
 def test_an_adapter_of_the_wrong_base_is_refused(xy, bases, tmp_path):
     y_adapter = synthetic_adapter(load_config(bases[1]), tmp_path / "y", rank=4)
     with pytest.raises(AdapterError, match="ΔW shape"):

@@ -260,6 +260,11 @@ def _layer_states(
     return [torch.cat(acc)[:CKA_POSITIONS] for acc in states]
 
 
+#: `texts` given as a count grows (doubling) up to this many times itself until the paired positions
+#: reach twice the widest module; a caller's own list of strings is used as it is.
+MAX_TEXT_GROWTH = 8
+
+
 def fit_alignment(
     source: Base,
     target: Base,
@@ -271,7 +276,8 @@ def fit_alignment(
     device: str | None = None,
 ) -> Alignment:
     """Fit the layer map and the P/Q maps of `align` from the two bases on generic text:
-    `texts` corpus lines drawn with `seed`, or the caller's own strings."""
+    `texts` corpus lines drawn with `seed` (more, up to MAX_TEXT_GROWTH times as many, where the
+    bases are too wide for that many), or the caller's own strings."""
     t0 = time.perf_counter()
     if ridge < 0 or batch < 1:
         raise MethodError(f"align: ridge={ridge} must be >= 0 and batch={batch} >= 1")
@@ -282,6 +288,14 @@ def fit_alignment(
     px, py = pair_tokens(tx, ty, lines, (max_len[0], max_len[1]))
     n = sum(len(e.positions) for e in px)
     widest = max(max(i.shape) for a in (ax, ay) for i in a.modules())
+    drawn = len(lines)
+    while isinstance(texts, int) and n < 2 * widest and drawn < MAX_TEXT_GROWTH * texts:
+        # A wide target (Gemma-3-270M's 2048-wide MLP) needs more positions than the default
+        # lines give: draw twice as many (deterministically) until the P/Q fits are determined.
+        drawn *= 2
+        lines = generic_texts(drawn, seed)
+        px, py = pair_tokens(tx, ty, lines, (max_len[0], max_len[1]))
+        n = sum(len(e.positions) for e in px)
     if n < 2 * widest:
         raise MethodError(
             f"align: only {n} paired token positions from {len(lines)} texts; need at least {2 * widest} "
@@ -311,6 +325,7 @@ def fit_alignment(
     }
     options = {
         "texts": texts if isinstance(texts, int) else len(lines),
+        **({"texts_drawn": len(lines)} if isinstance(texts, int) and drawn != texts else {}),
         "texts_sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest(),
         "ridge": ridge,
         "seed": seed,
