@@ -135,6 +135,25 @@ def test_distill_budget_init_and_cost(kit):
     assert 1 <= timed.provenance["cost"]["steps"] < 10_000
 
 
+def test_teacher_items_longer_than_a_training_recipe_still_teach(kit):
+    """A few-shot prompt plus a reasoned answer outgrows the 256 tokens of a default recipe on a large
+    vocabulary (two-shot prompts on Gemma-3); distill and spanfit take items up to the context."""
+    from loraport.port.teacher import Answers
+
+    a = kit["answers"]
+    shots = " ".join(a.prompts[:8]) * 2  # a few hundred tokens of solved examples
+    long = Answers([shots + p for p in a.prompts], a.answers, a.generated_tokens, a.seconds)
+    model, tok, _ = load_model(kit["y"])
+    items = encodable_items(tok, long)
+    assert max(len(tok(it.prompt + it.answer)["input_ids"]) for it in items) > 256
+    out = load_adapter(distill_port(kit["y"], long, kit["root"] / "dlong", steps=1, rank=2))
+    assert out.provenance["cost"]["steps"] == 1
+    fmap = fit_map(kit["spec"], "global_ridge", load_config(kit["x"]), load_config(kit["y"]))
+    w0 = next(iter(port_weights(fmap, kit["adapter"]).weights.values()))
+    _, rec = fit_span_weights(model, tok, items, target_anchor_factors(fmap), w0, steps=1, batch=8)
+    assert rec["items"] == len(items)
+
+
 def _port_distill(kit, out, *extra: str):
     """`loraport port --method distill` of the kit's X adapter for TASK, 2 steps, plus `extra`."""
     args = ["port", "--adapter", str(kit["adapter"]), "--target-base", kit["y"], "--out", str(out)]

@@ -15,7 +15,7 @@ from typing import Any
 
 from loraport.adapters import load_adapter, save_adapter
 from loraport.errors import MethodError
-from loraport.port.teacher import Answers, encodable_items
+from loraport.port.teacher import Answers, context_length, encodable_items
 
 
 def distill_port(
@@ -73,6 +73,7 @@ def distill_port(
             seed=seed,
             examples=len(items),
             epochs=1,
+            max_length=context_length(model),
             target_modules=tuple(sorted({m.rsplit(".", 1)[-1] for m in factors})) if factors else None,
         )
         trained = train_on_items(

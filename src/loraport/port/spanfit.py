@@ -81,12 +81,13 @@ def fit_span_weights(
     seed: int = 0,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Minimise the teacher-answer NLL over w starting at w0; returns (w, fit record)."""
+    from loraport.port.teacher import context_length
     from loraport.train.data import collate, encode_examples
 
     if not items:  # nothing to imitate: the objective is undefined, keep the start
         return w0.double().clone(), {"kept": "ridge start (no usable teacher answers)", "items": 0}
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    examples = encode_examples(tokenizer, items, 256, "spanfit teacher answers")
+    examples = encode_examples(tokenizer, items, context_length(model), "spanfit teacher answers")
     device = module_device(model)
     fixed = [to_device(collate(examples[i : i + batch], pad), device) for i in range(0, len(examples), batch)]
     hooks = SpanHooks(model, anchors, w0)

@@ -71,6 +71,15 @@ class Answers:
         )
 
 
+def context_length(model: Any) -> int:
+    """How many tokens (prompt + answer) a teacher item may have when a target model learns from it:
+    the model's context window. Teacher answers are already bounded by their generation budget, and
+    a few-shot prompt plus a reasoned answer outgrows a training recipe's usual 256 tokens on a large
+    vocabulary (Gemma's), so no fixed cap is imposed; an item beyond the context is an error."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return int(getattr(config, "max_position_embeddings", None) or 2048)
+
+
 def encodable_items(tokenizer, answers: Answers) -> list:
     """Teacher items the target's tokenizer represents exactly (a byte-level teacher may write
     text another tokenizer cannot round-trip); empty answers are dropped too."""
