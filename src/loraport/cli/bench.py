@@ -8,6 +8,13 @@ import typer
 
 from loraport.cli.common import DeviceOpt, console, friendly
 
+MlflowOpt = typer.Option(
+    None,
+    "--mlflow",
+    help="MLflow tracking URI (a server, or a local folder for MLflow's file store): log the study's "
+    "parameters, metrics and report files there (needs loraport[mlflow]).",
+)
+
 
 @friendly
 def bench(
@@ -31,6 +38,7 @@ def bench(
         None, "--cache", help="Artifact cache shared between studies (default: OUT/cache)."
     ),
     device: str | None = DeviceOpt,
+    mlflow: str | None = MlflowOpt,
 ) -> None:
     """Run a port study: train anchors and oracles, port, evaluate, write report.md/summary.json/figures."""
     from loraport.bench import load_study, run_study
@@ -50,6 +58,15 @@ def bench(
     )
     if summary is not None:
         print_headline(out)
+        if mlflow:
+            log_mlflow(out, mlflow)
+
+
+def log_mlflow(run_dir: Path, uri: str) -> None:
+    from loraport.report.tracking import log_to_mlflow
+
+    run_id = log_to_mlflow(run_dir, uri)
+    console.print(f"logged to MLflow at {uri}: run {run_id}", highlight=False, markup=False)
 
 
 def print_headline(out: Path) -> None:
@@ -64,8 +81,11 @@ def print_headline(out: Path) -> None:
 
 
 @friendly
-def report(run_dir: Path = typer.Argument(..., help="A run directory written by `loraport bench`.")) -> None:
-    """Rebuild report.md, summary.json and figures/ from the run's stored records alone."""
+def report(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `loraport bench`."),
+    mlflow: str | None = MlflowOpt,
+) -> None:
+    """Rebuild report.md, report.html, summary.json and figures/ from the run's stored records alone."""
     from loraport.errors import LoraportError
     from loraport.report import build_report
 
@@ -73,5 +93,9 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
         raise LoraportError(f"{run_dir}: not a run directory (no run.json)")
     build_report(run_dir)
     console.print(
-        f"rebuilt {run_dir / 'report.md'}, {run_dir / 'summary.json'}, {run_dir / 'figures'}", highlight=False
+        f"rebuilt {run_dir / 'report.md'}, {run_dir / 'report.html'}, {run_dir / 'summary.json'}, "
+        f"{run_dir / 'figures'}",
+        highlight=False,
     )
+    if mlflow:
+        log_mlflow(run_dir, mlflow)
