@@ -54,6 +54,11 @@ def test_outputs_and_plan(full_run):
     cells = summary["provenance"]["cells"]
     assert cells == {"train": 10, "teach": 0, "port": 20, "distill": 0, "control": 0, "eval": 26}
     assert "topk_global_ridge[k=3] at N=2: K exceeds N" in summary["provenance"]["skipped"]
+    # a choice task's records keep each item's answer letter and the task's chance accuracy
+    rec = json.loads((full_run / "records" / "sci_which__base_y.json").read_text())
+    kept = rec["scorers"]["loglik_choice"]
+    assert len(kept["answers"]) == len(kept["ids"]) and set(kept["answers"]) <= set("ABCD")
+    assert 0 < rec["chance"] < 1 and "sci_which" in summary["choice"]["tasks"]
     report = (full_run / "report.md").read_text()
     for section in (
         "## Headline",

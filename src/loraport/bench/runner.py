@@ -250,7 +250,13 @@ def write_records(
                     "correct": [int(r.correct) for r in rows],
                     "invalid": [int(r.status == "invalid") for r in rows],
                 }
+                if s in CHOICE_SCORERS:  # the letter each item got (None: no parseable answer)
+                    record["scorers"][s]["answers"] = [
+                        r.extracted if r.status != "invalid" else None for r in rows
+                    ]
             record["primary"] = study.scorers.get(cond["task"], res.scorers()[0])
+            if any(s in CHOICE_SCORERS for s in record["scorers"]):
+                record["chance"] = chance(cond["task"], study)
             record["samples"] = samples(res, record["primary"], prompts(cond["task"], study))
             adapter = res.provenance.get("adapter") or {}
             record["provenance"] = {
@@ -268,6 +274,30 @@ def write_records(
         elif "train" in cond:
             record["cost"] = train_cost(store, cond["train"])
         store.write_record(name, record)
+
+
+#: Scorers whose extracted answer is one of an item's choices (a letter): records keep each item's
+#: answer, so a report can show a condition's answer distribution and flag (nearly) constant answers.
+CHOICE_SCORERS = frozenset({"choice_letter", "loglik_choice"})
+_CHANCE: dict[tuple, float | None] = {}
+
+
+def chance(task: str, study: Study) -> float | None:
+    """The accuracy of answering uniformly at random on the study's eval items of a choice task:
+    the mean over items of 1 / their number of choices (None if some item has no choices)."""
+    key = (task, study.eval.n, study.eval.seed)
+    if key not in _CHANCE:
+        from loraport.tasks import resolve_task
+
+        t = resolve_task(task)
+        cap = t.available("eval")
+        items = t.items("eval", study.eval.n if cap is None else min(study.eval.n, cap), seed=study.eval.seed)
+        _CHANCE[key] = (
+            round(sum(1 / len(it.choices) for it in items) / len(items), 6)
+            if items and all(it.choices for it in items)
+            else None
+        )
+    return _CHANCE[key]
 
 
 #: Items per record whose text (prompt, output, reference, verdict) the record keeps, for the HTML

@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from loraport.bench.answers import choice_summary, describe_flag
 from loraport.bench.kinds import STUDY_KINDS
 from loraport.bench.metrics import (
     aggregate,
@@ -22,6 +23,7 @@ from loraport.bench.metrics import (
     teacher_ceiling,
 )
 from loraport.io import atomic_file
+from loraport.report.choice import choice_section
 from loraport.report.headline import best_minus_mean_points
 from loraport.report.tables import coverage, family_table, method_accuracies, task_order, variant_order
 
@@ -159,6 +161,7 @@ def _summary(meta, tasks, agg, usable, records) -> dict[str, Any]:
             per_task_method, tasks, max(meta["study"]["n_anchors"])
         ),
         "parse_failures": parse_failures(records),
+        "choice": choice_summary(records),
         "missing_cells": sorted(r["name"] for r in records if "missing" in r),
     }
 
@@ -367,6 +370,9 @@ def _markdown(meta, tasks, agg, usable, records, summary) -> str:
         fm.append(f"- Missing cell: {name} ({rec['missing']}).")
     for reason in meta.get("skipped", []):
         fm.append(f"- Not planned: {reason}.")
+    choice = summary.get("choice") or {}
+    for f in choice.get("flagged", []):
+        fm.append(describe_flag(f, choice["tasks"][f["task"]]["chance"]))
     parse_table = _parse_failure_table(summary["parse_failures"])
     if parse_table:
         fm.append(
@@ -377,6 +383,7 @@ def _markdown(meta, tasks, agg, usable, records, summary) -> str:
     if parse_table:
         L += ["", "Share of outputs with no parseable answer (the scorer the metrics use; — : ≤ 5%):", ""]
         L += parse_table
+    L += choice_section(choice)
     L += [
         "",
         "## Provenance",
