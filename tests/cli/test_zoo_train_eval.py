@@ -21,7 +21,9 @@ def test_tasks_and_zoo_listing():
     r = run("zoo", "list")
     assert r.exit_code == 0 and "tiny-qwen2-x" in r.output and "tiny-llama-l" in r.output
     r = run("zoo", "path", "tiny-llama-y")
-    assert r.exit_code == 0 and "tiny-llama-y-" in r.output
+    assert r.exit_code == 0 and r.output.strip().endswith("shipped/tiny-llama-y")  # package data
+    r = run("zoo", "path", "tiny-llama-s")
+    assert r.exit_code == 0 and "tiny-llama-s-" in r.output  # a tier: its cache folder
 
 
 def test_unknown_zoo_name_is_one_line_exit_2():

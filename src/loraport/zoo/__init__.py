@@ -1,12 +1,15 @@
 """The embedded zoo: tiny base models built offline from the procedural corpus.
 
     from loraport.zoo import build, zoo_specs
-    build("tiny-llama-y")                  # ~2 min cold on 2 cores (126 s measured), then cached
-    load_model("tiny-qwen2-x")             # zoo names resolve (and build on first use)
+    build("tiny-llama-y")                  # the shipped folder, its sha256 checked: no build
+    build("tiny-llama-y", from_scratch=True)   # rebuilt from the build code: ~2-4 min on 2 cores
+    load_model("tiny-qwen2-x")             # zoo names resolve (to the shipped files)
 
 The default pair: `tiny-qwen2-x` (source: Qwen2, byte tokenizer, GQA) and `tiny-llama-y` (target:
 Llama, BPE tokenizer, MHA); `tiny-llama-s` / `tiny-llama-y` / `tiny-llama-l` are three capacity
-tiers of one family. Specs live in zoo.yaml.
+tiers of one family. Specs live in zoo.yaml. The default pair ships built with the package
+(loraport.zoo.shipped): float results of a build depend on the CPU, so everyone loads the same bytes;
+the tiers are built on first use.
 """
 
 from loraport.models.resolve import MODEL_SOURCES
@@ -18,6 +21,7 @@ from loraport.zoo.build import (
     build_record,
     get_spec,
     is_built,
+    is_shipped,
     zoo_specs,
 )
 
@@ -43,5 +47,6 @@ __all__ = [
     "build_record",
     "get_spec",
     "is_built",
+    "is_shipped",
     "zoo_specs",
 ]

@@ -4,9 +4,11 @@
     path = build("tiny-llama-y")        # cached: instant after the first time
     load_model("tiny-llama-y")          # names are registered in loraport.models.MODEL_SOURCES
 
-A model's folder is `cache_root()/zoo/<name>-<digest>/`, where the digest covers its entry in
-zoo.yaml, the corpus size and the build code's version: an edited spec is a different model, never
-a stale one. Folders appear atomically (built in a temporary sibling, then renamed) and under a
+A name the package ships (`shipped/`, see loraport.zoo.shipped) loads from the shipped files,
+checked against their sha256, with no build: a build's float results depend on the CPU, so everyone
+shares one. Otherwise, and with `from_scratch=True`, a model is built into
+`cache_root()/zoo/<name>-<digest>/`, where the digest covers its entry in zoo.yaml, the corpus size
+and the build code's version: an edited spec is a different model, never a stale one. Folders appear atomically (built in a temporary sibling, then renamed) and under a
 lock, so parallel workers build each model once. `zoo.json` in the folder records the spec, the
 loss curve, the build time and the library versions.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from functools import cache
+from functools import cache, partial
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +33,7 @@ from loraport.io import atomic_dir
 from loraport.models.cache import cache_root, file_lock
 from loraport.models.resolve import ZOO_MARKER
 from loraport.parallel import cpu_count, process_pool, torch_threads
+from loraport.zoo.shipped import shipped_entry, shipped_folder, shipped_root
 
 #: Bump when the build code changes what a spec produces.
 BUILD_VERSION = 2
@@ -136,19 +139,32 @@ def get_spec(name: str) -> ZooSpec:
     return specs[name]
 
 
+def is_shipped(spec: ZooSpec | str) -> bool:
+    """Whether the package ships this model (files not checked here; `build` checks them)."""
+    spec = get_spec(spec) if isinstance(spec, str) else spec
+    return shipped_entry(spec) is not None
+
+
 def is_built(spec: ZooSpec | str) -> bool:
+    """Whether loading the model needs no build: shipped, or built in the cache."""
     spec = get_spec(spec) if isinstance(spec, str) else spec
-    return (spec.folder() / MARKER).is_file()
+    return is_shipped(spec) or (spec.folder() / MARKER).is_file()
 
 
-def build(spec: ZooSpec | str, *, progress: bool = True) -> Path:
-    """The folder of a built zoo model, building it first if needed (seeded, deterministic)."""
+def build(spec: ZooSpec | str, *, progress: bool = True, from_scratch: bool = False) -> Path:
+    """The folder of a zoo model: the shipped one (checked against its sha256, ModelLoadError naming
+    a bad file), else the cached build, built first if needed (seeded). `from_scratch` ignores both
+    and rebuilds into the cache folder."""
     spec = get_spec(spec) if isinstance(spec, str) else spec
+    if not from_scratch:
+        shipped = shipped_folder(spec)
+        if shipped is not None:
+            return shipped
     folder = spec.folder()
-    if (folder / MARKER).is_file():
+    if (folder / MARKER).is_file() and not from_scratch:
         return folder
     with file_lock(folder.parent / f".{folder.name}.lock"):
-        if (folder / MARKER).is_file():
+        if (folder / MARKER).is_file() and not from_scratch:
             return folder
         with atomic_dir(folder, force=True) as tmp, torch_threads(BUILD_THREADS):
             _build_into(spec, tmp, progress)
@@ -156,21 +172,31 @@ def build(spec: ZooSpec | str, *, progress: bool = True) -> Path:
 
 
 def build_many(
-    names: list[ZooSpec | str], *, workers: int | None = None, progress: bool = True
+    names: list[ZooSpec | str],
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+    from_scratch: bool = False,
 ) -> list[Path]:
-    """Build every model of `names` that is missing, up to `workers` at a time (default: cores //
-    BUILD_THREADS), each in its own process; returns their folders in the order of `names`."""
+    """Build every model of `names` that is missing (with `from_scratch`: every one), up to
+    `workers` at a time (default: cores // BUILD_THREADS), each in its own process; returns their
+    folders in the order of `names`."""
     specs = [get_spec(n) if isinstance(n, str) else n for n in names]  # unknown names fail first
-    missing = list({s.folder(): s for s in specs if not is_built(s)}.values())
-    n = min(len(missing), workers or cpu_count() // BUILD_THREADS)
+    todo = list({s.folder(): s for s in specs if from_scratch or not is_built(s)}.values())
+    n = min(len(todo), workers or cpu_count() // BUILD_THREADS)
+    done: dict[Path, Path] = {}
     if n > 1:
         with process_pool(n) as pool:
-            list(pool.map(_build_quietly, missing))
-    return [build(s, progress=progress) for s in specs]
+            list(pool.map(partial(_build_quietly, from_scratch=from_scratch), todo))
+        done = {s.folder(): s.folder() for s in todo} if from_scratch else {}
+    for s in specs:
+        if s.folder() not in done:
+            done[s.folder()] = build(s, progress=progress, from_scratch=from_scratch)
+    return [done[s.folder()] for s in specs]
 
 
-def _build_quietly(spec: ZooSpec) -> None:
-    build(spec, progress=False)
+def _build_quietly(spec: ZooSpec, from_scratch: bool = False) -> None:
+    build(spec, progress=False, from_scratch=from_scratch)
 
 
 def _build_into(spec: ZooSpec, out: Path, progress: bool) -> None:
@@ -227,6 +253,7 @@ def _build_into(spec: ZooSpec, out: Path, progress: bool) -> None:
 
 
 def build_record(spec: ZooSpec | str) -> dict[str, Any] | None:
+    """The build record (zoo.json) of the shipped model, else of the cached build, else None."""
     spec = get_spec(spec) if isinstance(spec, str) else spec
-    path = spec.folder() / MARKER
+    path = (shipped_root() / spec.name if is_shipped(spec) else spec.folder()) / MARKER
     return json.loads(path.read_text()) if path.is_file() else None
