@@ -149,7 +149,7 @@ def peft_base(spec: str) -> str:
     resolved to; for a GGUF, its float conversion in the cache once converted). A spec this process
     never resolved, or an unconverted GGUF, is kept as given.
 
-        peft_base("tiny-llama-y")   # '/root/.cache/loraport/zoo/tiny-llama-y-933c4e475b61'
+        peft_base("tiny-llama-y")   # '…/site-packages/loraport/zoo/shipped/tiny-llama-y'
     """
     ref = _RESOLVED.get(spec)
     if ref is None:
