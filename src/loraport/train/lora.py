@@ -35,6 +35,7 @@ from loraport.train.data import collate, encode_examples
 from loraport.train.loop import run_steps
 from loraport.train.loss import answer_loss, bucketed_order, use_answer_loss
 from loraport.train.recipe import Recipe
+from loraport.train.regularizers import Bound
 
 LOG_NAME = "train_log.json"
 
@@ -124,6 +125,11 @@ def train_on_items(
         def loss_fn(m: torch.nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
             return answer_loss(m, b["input_ids"], b["attention_mask"], b["labels"])
 
+    # a regularizer adds to the loss, constrains the factors after each step, or changes the forward
+    reg = Bound(peft_model, recipe.regularizer, recipe.strength) if recipe.regularizer else None
+    if reg is not None:
+        loss_fn = reg.wrap(loss_fn)
+
     def batches(step: int) -> dict[str, torch.Tensor]:
         epoch, k = divmod(step, spe)
         idx = orders[epoch][k * recipe.batch : (k + 1) * recipe.batch]
@@ -134,6 +140,8 @@ def train_on_items(
     start = time.perf_counter()
 
     def on_step(step: int, loss: float) -> None:
+        if reg is not None:
+            reg.after_step()
         losses.append(loss)
         if (step + 1) % spe == 0:
             snapshots.append(lora_factors(peft_model))
@@ -157,6 +165,9 @@ def train_on_items(
         )
     except _OutOfTime:
         peft_model.eval()
+    finally:
+        if reg is not None:
+            reg.close()  # fake_quant: the base weights as they were
     try:
         final = lora_factors(peft_model)
     finally:

@@ -11,13 +11,21 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    field_validator,
     model_serializer,
     model_validator,
 )
 
+from loraport.train.regularizers import REGULARIZERS, RegularizerError, get_regularizer
+
 #: Knobs added after studies were first cached: left out of a dump while they hold their default, so
 #: recipes that do not use them keep their cache keys (and digests) from before they existed.
-_LATE_DEFAULTS: dict[str, Any] = {"answer_logits": None, "bucket": False}
+_LATE_DEFAULTS: dict[str, Any] = {
+    "answer_logits": None,
+    "bucket": False,
+    "regularizer": None,
+    "strength": None,
+}
 
 
 class Recipe(BaseModel):
@@ -35,6 +43,10 @@ class Recipe(BaseModel):
     `answer_logits` computes the output layer only at answer positions (None: where the vocabulary
     has ≥ 32,768 tokens; Gemma-3's 262k-token head otherwise dominates a step); `bucket` groups
     examples of similar length into batches (seeded), so padding costs less.
+
+    `regularizer` names one of `loraport.train.regularizers.REGULARIZERS` (l2_delta, spectral,
+    nuclear, orthogonal_a, hidden_change, entropy, fake_quant, weight_clip; the formulas are there)
+    and `strength` its λ (left out: the regularizer's default; each has its own valid range).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -54,6 +66,8 @@ class Recipe(BaseModel):
     seed: int = 0
     answer_logits: bool | None = None
     bucket: bool = False
+    regularizer: str | None = None
+    strength: float | None = None
 
     @model_serializer(mode="wrap")
     def _drop_late_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -67,6 +81,40 @@ class Recipe(BaseModel):
     def _modules_nonempty(self) -> Recipe:
         if self.target_modules is not None and not self.target_modules:
             raise ValueError("target_modules is empty; leave it out for every projection")
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_strength(cls, data: Any) -> Any:
+        # a named regularizer without a strength gets its default, written out, so that records say
+        # which λ trained them and both spellings share one digest
+        if isinstance(data, dict) and data.get("regularizer") and data.get("strength") is None:
+            name = data["regularizer"]
+            if isinstance(name, str) and name in REGULARIZERS:
+                data = {**data, "strength": REGULARIZERS.get(name).default}
+        return data
+
+    @field_validator("regularizer")
+    @classmethod
+    def _known_regularizer(cls, name: str | None) -> str | None:
+        if name is not None:
+            try:
+                get_regularizer(name)
+            except RegularizerError as e:  # a ValueError, so a study file's error names its line
+                raise ValueError(str(e)) from None
+        return name
+
+    @model_validator(mode="after")
+    def _strength_in_range(self) -> Recipe:
+        if self.regularizer is None:
+            if self.strength is not None:
+                raise ValueError(f"strength {self.strength:g} is set but no regularizer is named")
+            return self
+        if self.strength is not None:
+            try:
+                get_regularizer(self.regularizer).check_strength(self.regularizer, self.strength)
+            except RegularizerError as e:
+                raise ValueError(str(e)) from None
         return self
 
     def steps_per_epoch(self) -> int:
