@@ -14,6 +14,11 @@ from loraport.adapters.synthetic import synthetic_adapter
 from loraport.models import load_config
 
 
+@pytest.fixture(autouse=True)
+def _cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("LORAPORT_CACHE", str(tmp_path / "cache"))  # where verified maps are noted
+
+
 @pytest.fixture(scope="module")
 def fitted(anchor_set, tmp_path_factory) -> Path:
     m = tmp_path_factory.mktemp("fitted") / "map"

@@ -24,6 +24,11 @@ OPTS = {"topk_global_ridge": {"k": 3}, "topk_pertensor_ridge": {"k": 3}, "perten
 BOUND = 1e-3  # the issue's bound: relative Frobenius error of ΔW per module
 
 
+@pytest.fixture(autouse=True)
+def _cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("LORAPORT_CACHE", str(tmp_path / "cache"))  # where verified maps are noted
+
+
 def _fit(anchors, method):
     spec = load_anchors(anchors)
     configs = load_config(spec.source_base), load_config(spec.target_base)
@@ -106,3 +111,23 @@ def test_verify_checks_the_content_and_the_anchors(anchor_set, tmp_path):
         verify_map(tmp_path / "map", anchors=root / "anchors.yaml")
     # A port needs no anchors, so the changed anchor does not affect it.
     assert apply_map(FittedMap.load(tmp_path / "map"), root / "x" / "held", tmp_path / "o").is_dir()
+
+
+def test_a_map_is_hashed_until_it_passes_and_again_once_edited(anchor_set, tmp_path):
+    from loraport.port.mapfile import MapError
+
+    _, fm = _fit(anchor_set, "global_ridge")
+    fm.save(tmp_path / "map")
+    assert FittedMap.load(tmp_path / "map").tensors.verified  # hashed while written
+    shutil.copytree(tmp_path / "map", tmp_path / "copy")
+    copy = FittedMap.load(tmp_path / "copy")
+    assert not copy.tensors.verified
+    apply_map(copy, anchor_set.parent / "x" / "held", tmp_path / "o1")
+    assert FittedMap.load(tmp_path / "copy").tensors.verified
+    f = tmp_path / "copy" / MAP_TENSORS
+    data = bytearray(f.read_bytes())
+    data[-3] ^= 1
+    f.write_bytes(bytes(data))  # same size, new mtime
+    with pytest.raises(MapError, match=r"tensors\.sha256"):
+        apply_map(FittedMap.load(tmp_path / "copy"), anchor_set.parent / "x" / "held", tmp_path / "o2")
+    assert not (tmp_path / "o2").exists()

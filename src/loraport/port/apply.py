@@ -5,12 +5,16 @@
 Two passes over the map's bytes, in file order: the packed source anchors give the input's kernel
 per tensor (port_weights), the method turns kernels into weights over the target anchors, and the
 packed target bases turn the weights into the output's rank-r factors (combine_port). The map's
-bytes are hashed on a second thread meanwhile; save_port writes nothing unless the hash matches.
+bytes are hashed meanwhile (unless this file version passed before); save_port writes nothing
+unless they match. Keys are processed two at a time on two threads, torch on one thread each.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,7 @@ from loraport.adapters.lowrank import stack_rows
 from loraport.arch import arch_for
 from loraport.errors import AdapterError
 from loraport.io import sha256_file
+from loraport.parallel import torch_threads
 from loraport.port.fitted import GLOBAL, SOURCE_PARTS, TARGET_PARTS, FittedMap
 from loraport.port.methods import PortMethod, get_method
 from loraport.port.packing import Scratch, combine_target, source_kernel, target_anchors
@@ -73,20 +78,49 @@ def weights_from_kernels(
     return weights, sel
 
 
+_local = threading.local()
+
+
+def _scratch() -> Scratch:
+    if not hasattr(_local, "scratch"):
+        _local.scratch = Scratch()
+    return _local.scratch
+
+
+def _stream(fmap: FittedMap, side: str, parts: tuple[str, ...], keys: list[str], fn: Callable) -> list:
+    """[fn(key, its packed tensors) for key in keys], two keys at a time (torch releases the GIL
+    and runs each op on one thread), each key's tensors released as soon as it is done."""
+
+    def one(key: str) -> Any:
+        names = [f"{side}/{key}/{n}" for n in parts]
+        try:
+            return fn(key, {n: fmap.tensors.get(name) for n, name in zip(parts, names, strict=True)})
+        finally:
+            fmap.tensors.release(names)
+
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(one, keys))
+
+
+def _norm_sq(x: LowRank) -> float:
+    return float(((x.B.T @ x.B) * (x.A @ x.A.T)).sum())  # float32: it only scales Top-K cosines
+
+
 def port_weights(fmap: FittedMap, adapter: str | Path | Adapter, *, allow_pickle: bool = False) -> PortInputs:
     """The weights over the target anchors that `fmap` predicts for `adapter`, per target tensor
     (reads the packed source anchors once)."""
     x = adapter if isinstance(adapter, Adapter) else load_adapter(adapter, allow_pickle=allow_pickle)
     sx = check_input(fmap, x)
     m = get_method(fmap.method, **fmap.options)
-    kin, kxx = {}, {}
-    scratch = Scratch()
-    for key, ranks in fmap.source_ranks.items():
-        packed = {name: fmap.tensors.get(f"s/{key}/{name}") for name in SOURCE_PARTS}
+
+    def kernel(key: str, packed: dict[str, torch.Tensor]) -> tuple[torch.Tensor, float]:
         xl = sx.lowrank(x, key)
-        kin[key] = source_kernel(xl, packed, ranks, scratch)
-        kxx[key] = xl.norm_sq()
-        fmap.tensors.done()
+        return source_kernel(xl, packed, fmap.source_ranks[key], _scratch()), _norm_sq(xl)
+
+    keys = list(fmap.source_ranks)
+    results = _stream(fmap, "s", SOURCE_PARTS, keys, kernel)
+    kin = {key: k for key, (k, _) in zip(keys, results, strict=True)}
+    kxx = {key: n for key, (_, n) in zip(keys, results, strict=True)}
     weights, sel = weights_from_kernels(fmap, m, kin, kxx)
     return PortInputs(x, weights, sel)
 
@@ -95,14 +129,14 @@ def combine_port(fmap: FittedMap, weights: dict[str, torch.Tensor]) -> dict[str,
     """Σ_j w_j ΔW_Y,j per target module at the map's rank (fused modules: parts stacked by rows),
     reading the packed target bases once."""
     sy = fmap.side("target")
-    scratch = Scratch()
+
+    def combine(key: str, packed: dict[str, torch.Tensor]) -> LowRank:
+        return combine_target(packed, weights[key], fmap.target_ranks[key], fmap.rank, _scratch())
+
+    keys = list(fmap.target_ranks)
     parts: dict[str, list[LowRank]] = {}
-    for key, ranks in fmap.target_ranks.items():
-        packed = {name: fmap.tensors.get(f"t/{key}/{name}") for name in TARGET_PARTS}
-        parts.setdefault(sy.keys[key][0], []).append(
-            combine_target(packed, weights[key], ranks, fmap.rank, scratch)
-        )
-        fmap.tensors.done()
+    for key, lr in zip(keys, _stream(fmap, "t", TARGET_PARTS, keys, combine), strict=True):
+        parts.setdefault(sy.keys[key][0], []).append(lr)
     return {
         name: ps[0] if len(ps) == 1 else refactor(stack_rows(ps), fmap.rank) for name, ps in parts.items()
     }
@@ -176,12 +210,15 @@ def apply_map(
     (recorded as `base_model`, by default the map's target base). A loaded map is read once;
     if its bytes fail their hash, MapError is raised and nothing is written."""
     t0 = time.perf_counter()
-    try:
-        inputs = port_weights(fmap, adapter, allow_pickle=allow_pickle)
-        modules = combine_port(fmap, inputs.weights)
-    except Exception:
-        fmap.tensors.check()  # corrupted bytes explain any failure on them: say so instead
-        raise
+    # torch on one thread per op (keys run two at a time): no OpenMP threads spinning against the
+    # hash threads, and results that do not depend on the machine's core count.
+    with torch_threads(1):
+        try:
+            inputs = port_weights(fmap, adapter, allow_pickle=allow_pickle)
+            modules = combine_port(fmap, inputs.weights)
+        except Exception:
+            fmap.tensors.check()  # corrupted bytes explain any failure on them: say so instead
+            raise
     seconds = round(time.perf_counter() - t0, 4)
     cost = {
         "seconds": round(seconds + fmap.fit_seconds, 4),

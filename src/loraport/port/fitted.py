@@ -17,6 +17,7 @@ import hashlib
 import json
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,9 @@ import torch
 from loraport import __version__
 from loraport.adapters import Adapter, load_adapter
 from loraport.arch import Arch, arch_for, layer_map
-from loraport.errors import MethodError
+from loraport.errors import LoraportError, MethodError
 from loraport.io import atomic_dir, sha256_file
+from loraport.parallel import torch_threads
 from loraport.port.anchors import AnchorsSpec, check_pair_tasks
 from loraport.port.mapfile import (
     FORMAT,
@@ -37,6 +39,7 @@ from loraport.port.mapfile import (
     MAP_TENSORS,
     MapError,
     open_map,
+    remember_verified,
     write_map,
 )
 from loraport.port.methods import PortMethod, get_method
@@ -47,6 +50,7 @@ from loraport.port.packing import (
 from loraport.port.sides import Side
 
 GLOBAL = "__global__"
+SIDES = ("source", "target")
 SOURCE_PARTS = ("Bt", "A", "bs", "as_")
 TARGET_PARTS = ("QB", "RB", "QA", "RA")
 
@@ -69,11 +73,39 @@ class MemoryTensors:
     def get(self, name: str) -> torch.Tensor:
         return self.tensors[name]
 
-    def done(self) -> None:
+    def release(self, names: Any) -> None:
         pass
 
     def check(self) -> None:
         pass
+
+
+class ConfigView:
+    """A base's config as a map header stores it (config.to_dict()), read by attribute."""
+
+    def __init__(self, d: dict[str, Any]) -> None:
+        self._d = d
+        for k, v in d.items():
+            setattr(self, k, ConfigView(v) if isinstance(v, dict) and "model_type" in v else v)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._d)
+
+
+def _config(d: dict[str, Any], fingerprint: str) -> Any:
+    """The config for a stored dict. A ConfigView when it gives the architecture the map was fitted
+    with (the usual case: it spares a port the seconds transformers takes to import a model
+    family's config class), else the transformers config class."""
+    try:
+        view = ConfigView(d)
+        if arch_fingerprint(arch_for(view)) == fingerprint:
+            return view
+    except LoraportError:
+        pass
+    from transformers import AutoConfig
+
+    d = dict(d)
+    return AutoConfig.for_model(d.pop("model_type"), **d)
 
 
 def arch_fingerprint(arch: Arch) -> str:
@@ -201,13 +233,12 @@ class FittedMap:
                 digest = self.content_sha256
         if isinstance(self.tensors, MemoryTensors):
             self.path, self.content_sha256 = out, digest
+            remember_verified(out / MAP_TENSORS, digest)  # hashed while written: ports need not
         return out
 
     @classmethod
     def load(cls, path: str | Path) -> FittedMap:
         """Open a map folder: the header is checked now, the tensors' hash while a port reads them."""
-        from transformers import AutoConfig
-
         path = Path(path)
         meta, tensors = open_map(path)
         try:
@@ -216,10 +247,7 @@ class FittedMap:
                 if name.startswith("state/"):
                     _, scope, key = name.split("/", 2)
                     state.setdefault(scope, {})[key] = tensors.get(name).clone()
-            configs = []
-            for side in ("source_config", "target_config"):
-                d = dict(meta[side])
-                configs.append(AutoConfig.for_model(d.pop("model_type"), **d))
+            configs = [_config(meta[f"{side}_config"], meta["fingerprints"][side]["arch"]) for side in SIDES]
             return cls(
                 method=meta["method"],
                 options=meta["options"],
@@ -253,6 +281,30 @@ class FittedMap:
 def _output_format(ys: list[Adapter]) -> tuple[int, float, bool]:
     cfg = ys[0].config
     return int(cfg["r"]), float(cfg["lora_alpha"]), bool(cfg.get("use_rslora", False))
+
+
+def _pack(m: PortMethod, sx: Side, sy: Side, xs: list[Adapter], ys: list[Adapter]) -> tuple:
+    """(source Grams, target Grams, packed tensors, source ranks, target ranks), in the order a
+    port reads them: source keys (for the input's kernel), then target keys. Two keys at a time on
+    two threads (torch runs each op on one thread and releases the GIL)."""
+    jobs = [("s", key) for key in sx.keys] if m.uses_input else []
+    jobs += [("t", key) for key in sy.keys]
+
+    def one(job: tuple[str, str]) -> tuple:
+        side, key = job
+        parts = [sx.lowrank(a, key) for a in xs] if side == "s" else [sy.lowrank(a, key) for a in ys]
+        K, packed = (pack_source if side == "s" else pack_target)(parts)
+        return side, key, [p.rank for p in parts], K, packed
+
+    tensors: dict[str, torch.Tensor] = {}
+    grams: dict[str, dict] = {"s": {}, "t": {}}
+    ranks: dict[str, dict] = {"s": {}, "t": {}}
+    with ThreadPoolExecutor(2) as pool:
+        for side, key, rk, K, packed in pool.map(one, jobs):
+            grams[side][key], ranks[side][key] = K, rk
+            names = SOURCE_PARTS if side == "s" else TARGET_PARTS
+            tensors.update({f"{side}/{key}/{name}": packed[name] for name in names})
+    return grams["s"], grams["t"], tensors, ranks["s"], ranks["t"]
 
 
 def fit_map(
@@ -292,35 +344,26 @@ def fit_map(
         src = f"{lmap[int(layer)]}.{role}"
         pairing[key] = src if src in sx.keys else None
 
-    # Packed in the order a port reads them: source keys (for the input's kernel), then target keys.
-    tensors: dict[str, torch.Tensor] = {}
-    kx, ky, sranks, tranks = {}, {}, {}, {}
-    if m.uses_input:
-        for key in sx.keys:
-            parts = [sx.lowrank(a, key) for a in xs]
-            kx[key], packed = pack_source(parts)
-            sranks[key] = [p.rank for p in parts]
-            tensors.update({f"s/{key}/{name}": packed[name] for name in SOURCE_PARTS})
-    for key in sy.keys:
-        parts = [sy.lowrank(a, key) for a in ys]
-        ky[key], packed = pack_target(parts)
-        tranks[key] = [p.rank for p in parts]
-        tensors.update({f"t/{key}/{name}": packed[name] for name in TARGET_PARTS})
-    n = len(xs)
-    kx_glob = sum(kx.values()) if kx else torch.zeros(n, n, dtype=torch.float64)
-    ky_glob = sum(ky.values())
-    if m.scope == "global":
-        state = m.fit_all({GLOBAL: (kx_glob, ky_glob)}, seed)
-    else:
-        grams = {key: (kx[src] if src else kx_glob, ky[key]) for key, src in pairing.items()}
-        state = m.fit_all(grams, seed)
-        state[GLOBAL] = {"Kx": kx_glob}  # whole-adapter Gram for Top-K selection
+    # One thread hashes the anchors (provenance) while two pack them with single-threaded torch ops:
+    # the cores stay busy without OpenMP threads spinning against each other (ruinous on a shared
+    # machine), and results do not depend on the core count.
+    with ThreadPoolExecutor(1) as hasher, torch_threads(1):
+        digests = [hasher.submit(sha256_file, a.weights_file) for a in (*xs, *ys)]
+        kx, ky, tensors, sranks, tranks = _pack(m, sx, sy, xs, ys)
+        n = len(xs)
+        kx_glob = sum(kx.values()) if kx else torch.zeros(n, n, dtype=torch.float64)
+        ky_glob = sum(ky.values())
+        if m.scope == "global":
+            state = m.fit_all({GLOBAL: (kx_glob, ky_glob)}, seed)
+        else:
+            grams = {key: (kx[src] if src else kx_glob, ky[key]) for key, src in pairing.items()}
+            state = m.fit_all(grams, seed)
+            state[GLOBAL] = {"Kx": kx_glob}  # whole-adapter Gram for Top-K selection
+        shas = [d.result() for d in digests]
     rank, alpha, rslora = _output_format(ys)
     records = [
-        AnchorRecord(
-            p.task, sha256_file(x.weights_file), sha256_file(y.weights_file), str(p.source), str(p.target)
-        )
-        for p, x, y in zip(spec.pairs, xs, ys, strict=True)
+        AnchorRecord(p.task, shas[i], shas[n + i], str(p.source), str(p.target))
+        for i, p in enumerate(spec.pairs)
     ]
     fingerprints = {
         "source": {"arch": arch_fingerprint(ax), "weights": weight_fingerprints[0]},

@@ -9,17 +9,19 @@
       README.md          a card for people: pair, method, N, tasks, how it was made and checked
 
 The content hash is the SHA-256 of map.json's canonical JSON without that field; the header records
-the SHA-256 of map.safetensors, so the one hash covers both files (the card is not covered).
+the SHA-256 of map.safetensors' own header and of each tensor's bytes, so the one hash covers both
+files (the card is not covered), and a port can check tensors on two threads in any order.
 
 A port reads map.safetensors once, front to back: a small float64/float32 section (state, scales,
 coordinates), then the float16 factors in the order they are used. `MappedTensors` memory-maps the
 file, hands out zero-copy views, drops pages it has finished with (so resident memory stays small
-however big the map is), and hashes the bytes on a second thread while the port computes, so a
+however big the map is), and hashes the bytes on two threads while the port computes, so a
 truncated or edited map is refused before anything is written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import mmap
@@ -27,6 +29,7 @@ import os
 import threading
 import warnings
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +69,13 @@ def _layout(tensors: dict[str, torch.Tensor]) -> list[str]:
     return sorted(tensors, key=lambda n: -_WIDTH[tensors[n].dtype])
 
 
-def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> tuple[str, int]:
-    """Write a safetensors file without building it in memory; returns (SHA-256, size)."""
+def _sha256(buf: Any) -> str:
+    return hashlib.sha256(buf).hexdigest()  # releases the GIL: runs beside other work
+
+
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Write a safetensors file without building it in memory; returns its size and the SHA-256
+    of its header and of each tensor's bytes (hashed on two threads while the file is written)."""
     order = _layout(tensors)
     header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
     offset = 0
@@ -82,25 +90,28 @@ def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> tuple[str, in
         offset += size
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
-    h = hashlib.sha256()
-    with open(path, "wb") as fh:
-        for block in (len(raw).to_bytes(8, "little"), raw):
-            fh.write(block)
-            h.update(block)
+    head = len(raw).to_bytes(8, "little") + raw
+    with open(path, "wb") as fh, ThreadPoolExecutor(2) as pool:
+        fh.write(head)
+        futures = {}
         for name in order:
             buf = tensors[name].contiguous().view(-1).view(torch.uint8).numpy()
+            futures[name] = pool.submit(_sha256, buf)
             fh.write(buf)
-            h.update(buf)
-    return h.hexdigest(), 8 + len(raw) + offset
+    return {
+        "file": MAP_TENSORS,
+        "bytes": len(head) + offset,
+        "header_sha256": _sha256(head),
+        "sha256": {name: f.result() for name, f in futures.items()},
+    }
 
 
 def write_map(
     folder: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor], card: Callable[[dict], str]
 ) -> None:
-    """Fill an (empty, temporary) folder with the three files; `meta` gains the file hash, size
+    """Fill an (empty, temporary) folder with the three files; `meta` gains the tensors' digests
     and the content hash, and `card(meta)` is the README."""
-    digest, size = write_tensors(folder / MAP_TENSORS, tensors)
-    meta["tensors"] = {"file": MAP_TENSORS, "sha256": digest, "bytes": size}
+    meta["tensors"] = write_tensors(folder / MAP_TENSORS, tensors)
     meta[HASH_FIELD] = content_hash(meta)
     (folder / MAP_JSON).write_text(json.dumps(meta, indent=1) + "\n")
     (folder / MAP_CARD).write_text(card(meta))
@@ -153,16 +164,39 @@ def _read_st_header(path: Path, error: str) -> tuple[dict[str, Any], int]:
     return header, 8 + n
 
 
+def _stamp(path: Path, digest: str) -> Path:
+    """Where a check of this file version (real path, size, mtime, inode) against a header with
+    content hash `digest` is remembered (the same keying as models.cache.file_sha256)."""
+    from loraport.models.cache import cache_root
+
+    st = os.stat(path)
+    key = "\0".join(map(str, (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino, digest)))
+    name = hashlib.sha256(key.encode()).hexdigest()
+    return cache_root() / "maps-verified" / name[:2] / name
+
+
+def remember_verified(path: Path, digest: str) -> None:
+    with contextlib.suppress(OSError):
+        record = _stamp(path, digest)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(digest + "\n")
+
+
 class MappedTensors:
     """The tensors of map.safetensors, memory-mapped, for reading front to back once.
 
-    `get(name)` returns a zero-copy view; `done(name)` says the caller has finished with it (its
-    pages are dropped once the hashing thread is past them too); `check()` waits for the hash and
-    raises MapError naming the file and field when it differs from the header's."""
+    Unless this very file version (path, size, mtime, inode) already passed its hashes, opening
+    starts two threads that hash every tensor's bytes against map.json's digests while the caller
+    computes (an edit changes the mtime, so an edited map is hashed again and refused). `get(name)`
+    returns a zero-copy view; `release(names)` says the caller has finished with them (their pages
+    are dropped once hashed, so resident memory stays small however big the map is); `check()`
+    waits for the hashes and raises MapError naming the file, the tensor and the field of the first
+    mismatch."""
 
-    def __init__(self, folder: Path, meta: dict[str, Any]) -> None:
+    def __init__(self, folder: Path, meta: dict[str, Any], *, trust_verified: bool = True) -> None:
         self.path = folder / MAP_TENSORS
         self.expected = meta["tensors"]
+        self.content = meta[HASH_FIELD]
         if not self.path.is_file():
             raise MapError(f"{self.path}: missing (the map folder is incomplete)")
         size = self.path.stat().st_size
@@ -174,66 +208,76 @@ class MappedTensors:
         self.header, self.start = _read_st_header(self.path, "truncated or edited")
         with open(self.path, "rb") as fh:
             self._mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)
-        self._hashed = 0
-        self._pending: list[tuple[int, int]] = []  # byte ranges handed out and not yet dropped
-        self._digest: str | None = None
-        self._thread = threading.Thread(target=self._hash, daemon=True)
-        self._thread.start()
+        self._ranges = {"": (0, self.start)}  # "": the safetensors header itself
+        for name, info in sorted(self.header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+            a, b = info["data_offsets"]
+            self._ranges[name] = (self.start + a, self.start + b)
+        self.verified = trust_verified and _stamp(self.path, self.content).is_file()
+        self._hashes: dict[str, Future] = {}
+        if not self.verified:
+            self._pool = ThreadPoolExecutor(2)
+            self._hashes = {n: self._pool.submit(self._digest, a, b) for n, (a, b) in self._ranges.items()}
+        self._lock = threading.Lock()
+        self._deferred: list[str] = []  # released by the caller, not hashed yet
 
-    def _hash(self) -> None:
-        h = hashlib.sha256()
-        view = memoryview(self._mm)
-        try:
-            for a in range(0, len(view), _CHUNK):
-                h.update(view[a : a + _CHUNK])  # releases the GIL: runs beside the port's maths
-                self._hashed = min(a + _CHUNK, len(view))
-        finally:
-            view.release()
-        self._digest = h.hexdigest()
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.header
+    def _digest(self, a: int, b: int) -> str:
+        with memoryview(self._mm) as view, view[a:b] as part:
+            return _sha256(part)
 
     def names(self) -> Iterable[str]:
         return self.header.keys()
 
     def get(self, name: str) -> torch.Tensor:
         info = self.header[name]
-        a, b = info["data_offsets"]
+        a, b = self._ranges[name]
         dtype = _TD[info["dtype"]]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a copy-on-write map is writable; torch need not warn
-            t = torch.frombuffer(self._mm, dtype=dtype, count=(b - a) // _WIDTH[dtype], offset=self.start + a)
-        self._pending.append((self.start + a, self.start + b))
+            t = torch.frombuffer(self._mm, dtype=dtype, count=(b - a) // _WIDTH[dtype], offset=a)
         return t.view(info["shape"])
 
-    def done(self, wait: bool = False) -> None:
-        """The caller has finished with the tensors it got: drop their pages once the hashing
-        thread is past them too (resident memory stays small however big the map is)."""
-        keep = []
-        for a, b in self._pending:
-            if b > self._hashed and not wait:
-                keep.append((a, b))
-                continue
-            lo = -(-a // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages inside the range only
-            hi = b // mmap.PAGESIZE * mmap.PAGESIZE
-            if hi > lo:
-                self._mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
-        self._pending = keep
+    def release(self, names: Iterable[str]) -> None:
+        """The caller has finished with these tensors: drop their pages (once hashed)."""
+        with self._lock:
+            for name in names:
+                f = self._hashes.get(name)
+                if f is not None and not f.done():
+                    self._deferred.append(name)
+                    continue
+                a, b = self._ranges[name]
+                lo = -(-a // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages inside the range only
+                hi = b // mmap.PAGESIZE * mmap.PAGESIZE
+                if hi > lo:
+                    self._mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
     def check(self) -> None:
-        self._thread.join()
-        self.done(wait=True)
-        if self._digest != self.expected["sha256"]:
+        if self.verified:
+            return
+        got = {name: f.result() for name, f in self._hashes.items()}
+        self._pool.shutdown()
+        self._hashes = {}
+        with self._lock:
+            deferred, self._deferred = self._deferred, []
+        self.release(deferred)
+        if got.pop("") != self.expected["header_sha256"]:
             raise MapError(
-                f"{self.path}: content differs from {MAP_JSON} field tensors.sha256 "
+                f"{self.path}: safetensors header differs from {MAP_JSON} field tensors.header_sha256 "
                 "(the file was edited or corrupted); copy the map again or re-fit it"
             )
+        want = self.expected["sha256"]
+        for name in sorted(set(got) | set(want), key=lambda n: self._ranges.get(n, (0, 0))):
+            if got.get(name) != want.get(name):
+                raise MapError(
+                    f"{self.path}: tensor {name} differs from {MAP_JSON} field tensors.sha256 "
+                    "(the file was edited or corrupted); copy the map again or re-fit it"
+                )
+        self.verified = True
+        remember_verified(self.path, self.content)
 
 
 def verify_tensors(folder: Path, meta: dict[str, Any]) -> None:
-    """Hash map.safetensors in full against the header (what `loraport map verify` does)."""
-    mt = MappedTensors(folder, meta)
+    """Hash map.safetensors in full against the header, whatever was remembered (`map verify`)."""
+    mt = MappedTensors(folder, meta, trust_verified=False)
     mt.check()
     for name, info in mt.header.items():
         if info.get("dtype") not in _TD:
@@ -244,16 +288,3 @@ def open_map(folder: str | Path) -> tuple[dict[str, Any], MappedTensors]:
     folder = Path(folder)
     meta = read_header(folder)
     return meta, MappedTensors(folder, meta)
-
-
-def drop_cache(path: Path) -> bool:
-    """Ask the kernel to forget a file's cached pages (for cold-read timings); False if it cannot."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-        return True
-    except (OSError, AttributeError):
-        return False
