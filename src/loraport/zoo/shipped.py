@@ -111,7 +111,10 @@ _verified: set[tuple[str, int, int, int, str]] = set()
 def verify_folder(name: str, folder: Path, files: dict[str, dict[str, Any]]) -> None:
     """Raise ModelLoadError (one line, naming the file) unless `folder` holds exactly `files`, each
     with the size and sha256 the manifest gives."""
-    how = f"reinstall loraport, or rebuild with `loraport zoo build --from-scratch {name}`"
+    how = (
+        f"reinstall loraport to restore it (or pass a rebuild as the base: "
+        f"`loraport zoo build --from-scratch {name}` prints its folder)"
+    )
     for fname, want in files.items():
         path = folder / fname
         if not path.is_file():
