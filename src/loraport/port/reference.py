@@ -38,8 +38,11 @@ def exact_rank(parts: list[LowRank], w: torch.Tensor, rank: int) -> LowRank:
     return _finish((qb @ U[:, :rank]) * root, root[:, None] * (Vh[:rank] @ qa.T), rank)
 
 
-def reference_port(fmap: FittedMap, spec: AnchorsSpec, adapter: str | Path) -> dict[str, LowRank]:
-    """{module: float64 factors} of the port of `adapter` computed from `spec`'s anchor adapters."""
+def reference_port(
+    fmap: FittedMap, spec: AnchorsSpec, adapter: str | Path, layers: list[int] | None = None
+) -> dict[str, LowRank]:
+    """{module: float64 factors} of the port of `adapter` computed from `spec`'s anchor adapters,
+    for the target modules of `layers` (None: all; the input's kernels always use every module)."""
     m = get_method(fmap.method, **fmap.options)
     x = load_adapter(adapter)
     xs = [load_adapter(p.source) for p in spec.pairs]
@@ -55,6 +58,8 @@ def reference_port(fmap: FittedMap, spec: AnchorsSpec, adapter: str | Path) -> d
     weights, _ = weights_from_kernels(fmap, m, kin, kxx)
     parts: dict[str, list[LowRank]] = {}
     for key, (module, _, _) in sy.keys.items():
+        if layers is not None and int(key.split(".", 1)[0]) not in layers:
+            continue
         anchors = [sy.lowrank(a, key) for a in ys]
         parts.setdefault(module, []).append(exact_rank(anchors, weights[key], fmap.rank))
     return {
