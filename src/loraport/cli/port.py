@@ -59,7 +59,6 @@ def port(
 ) -> None:
     """Port one adapter: through a fitted --map, or --anchors + --method, or a method that needs no
     anchors (copy, align), or a behaviour method (spanfit, distill) with --task or your own --prompts."""
-    import json
     import sys
 
     from loraport.api import port as port_api
@@ -89,10 +88,13 @@ def port(
         )
         console.print(f"wrote {path}")
         if eval_data is not None:
-            _before_after(path, target_base, eval_data, source_base, adapter, json)
+            _before_after(path, target_base, eval_data, source_base, adapter)
 
 
-def _before_after(path: Path, target_base: str, eval_data: Path, source_base, adapter: Path, json) -> None:
+def _before_after(path: Path, target_base: str, eval_data: Path, source_base, adapter: Path) -> None:
+    """Score base target, port and teacher on the labelled file; print the table, write the summary."""
+    import json
+
     from rich.table import Table
 
     from loraport.adapters import load_adapter

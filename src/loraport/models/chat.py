@@ -190,9 +190,7 @@ def attach(tokenizer: Any, fmt: ChatFormat) -> Any:
 
 
 def chat_format(tokenizer: Any) -> ChatFormat:
-    """The format load_model attached to `tokenizer`; raw prompts for a tokenizer it did not load."""
+    """The format load_model attached to `tokenizer`; raw prompts (BOS first where the tokenizer's own
+    encoding starts with it, as for a loaded one) for a tokenizer it did not load."""
     fmt = getattr(tokenizer, _ATTR, None)
-    if fmt is None:
-        eos = getattr(tokenizer, "eos_token_id", None)
-        return ChatFormat(stop_ids=() if eos is None else (eos,), answer_end=() if eos is None else (eos,))
-    return fmt
+    return _raw(tokenizer) if fmt is None else fmt
