@@ -63,12 +63,11 @@ def uniform_params(w: torch.Tensor, bits: int, symmetric: bool, per_row: bool) -
 
 def apply_params(w: torch.Tensor, p: UniformParams) -> torch.Tensor:
     """ŵ for `w` on the grid of `p` (any columns of the matrix `p` was computed from)."""
-    w = w.float()
+    # one fresh tensor, then in place: a 8192×3072 weight is 100 MB per temporary
+    q = torch.div(w.float(), p.scale).round_()
     if p.symmetric:
-        lo, hi = -(2 ** (p.bits - 1)), 2 ** (p.bits - 1) - 1
-        return torch.clamp(torch.round(w / p.scale), lo, hi) * p.scale
-    q = torch.clamp(torch.round(w / p.scale) + p.zero, 0, 2**p.bits - 1)
-    return p.scale * (q - p.zero)
+        return q.clamp_(-(2 ** (p.bits - 1)), 2 ** (p.bits - 1) - 1).mul_(p.scale)
+    return q.add_(p.zero).clamp_(0, 2**p.bits - 1).sub_(p.zero).mul_(p.scale)
 
 
 def quantize_uniform(w: torch.Tensor, bits: int, symmetric: bool, per_row: bool) -> torch.Tensor:
