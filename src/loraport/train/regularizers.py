@@ -30,6 +30,8 @@ Cholesky factor of A Aᵀ, smoothed as Σ √(σ² + ε) − √ε so that zero 
 adapter to a quantized base, y = Q(W)x + ΔWx; λ = 1 is the int4 base, smaller λ part of the way. The
 base weights are restored when training ends. `weight_clip` is a constraint, not a penalty (Srebro &
 Shraibman's max-norm): |ΔW_ij| = |⟨(sB)_i, A_{:,j}⟩| ≤ ‖(sB)_i‖·‖A_{:,j}‖ ≤ λ.
+
+The losses a run logs (`Trained.losses`, train_log.json) are the regularized totals.
 """
 
 from __future__ import annotations
