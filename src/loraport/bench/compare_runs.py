@@ -1,0 +1,129 @@
+"""Do two runs of one study agree? The same study run on two machines (or two CPU kernel paths, or CPU
+and GPU) gives different floats; a claim made from one run holds only if the other reproduces it.
+
+    a, b = json.loads(Path("runA/summary.json").read_text()), json.loads(Path("runB/summary.json").read_text())
+    cmp = compare_runs(a, b)          # per method aggregate: both estimates, both CIs, agreement
+    print("\\n".join(render(cmp, "native", "default")))
+
+A method's aggregate gap_recovered *reproduces* when each run's estimate lies inside the other run's
+95% CI. A held-out task is *robustly usable* when, in both runs, its oracle is at least
+`MIN_POINTS` accuracy points above base Y and (for a choice task) above chance, and the teacher
+(X + X adapter) scores above base Y.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["MIN_POINTS", "compare_runs", "render"]
+
+#: The least oracle − base (and oracle − chance, for choice tasks) a robustly usable task shows, in
+#: accuracy points.
+MIN_POINTS = 15.0
+
+
+def _aggregates(summary: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
+    return {(a["variant"], a["n_anchors"], a["pool"]): a for a in summary.get("aggregates", [])}
+
+
+def _inside(x: float, ci: list[float] | None) -> bool:
+    return ci is not None and ci[0] - 1e-12 <= x <= ci[1] + 1e-12
+
+
+def _task_check(t: dict[str, Any], chance: float | None) -> dict[str, Any]:
+    over_base = 100 * (t["oracle_y"] - t["base_y"])
+    over_chance = None if chance is None else 100 * (t["oracle_y"] - chance)
+    teacher = t.get("teacher")
+    teacher_up = None if teacher is None else 100 * (teacher - t["base_y"])
+    ok = over_base >= MIN_POINTS and (over_chance is None or over_chance >= MIN_POINTS)
+    ok = ok and (teacher_up is None or teacher_up > 0)
+    return {
+        "oracle_minus_base": round(over_base, 1),
+        "oracle_minus_chance": None if over_chance is None else round(over_chance, 1),
+        "teacher_minus_base": None if teacher_up is None else round(teacher_up, 1),
+        "ok": ok,
+    }
+
+
+def compare_runs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Method aggregates and held-out tasks of two summaries of the same study, side by side."""
+    if a.get("study", {}).get("name") != b.get("study", {}).get("name"):
+        raise ValueError(
+            f"summaries of different studies: {a.get('study', {}).get('name')!r} vs {b.get('study', {}).get('name')!r}"
+        )
+    agg_a, agg_b = _aggregates(a), _aggregates(b)
+    methods = []
+    for key in sorted(set(agg_a) & set(agg_b)):
+        x, y = agg_a[key], agg_b[key]
+        if x["gap_recovered"] is None or y["gap_recovered"] is None:
+            continue
+        methods.append(
+            {
+                "variant": key[0],
+                "n_anchors": key[1],
+                "pool": key[2],
+                "a": x["gap_recovered"],
+                "a_ci": x.get("ci95"),
+                "b": y["gap_recovered"],
+                "b_ci": y.get("ci95"),
+                "diff": y["gap_recovered"] - x["gap_recovered"],
+                "reproduces": _inside(x["gap_recovered"], y.get("ci95"))
+                and _inside(y["gap_recovered"], x.get("ci95")),
+            }
+        )
+    chance_a = {t: v["chance"] for t, v in (a.get("choice") or {}).get("tasks", {}).items()}
+    chance_b = {t: v["chance"] for t, v in (b.get("choice") or {}).get("tasks", {}).items()}
+    tasks = {}
+    for t in sorted(set(a.get("tasks", {})) & set(b.get("tasks", {}))):
+        ca, cb = _task_check(a["tasks"][t], chance_a.get(t)), _task_check(b["tasks"][t], chance_b.get(t))
+        tasks[t] = {"a": ca, "b": cb, "ok": ca["ok"] and cb["ok"]}
+    return {
+        "study": a["study"]["name"],
+        "methods": methods,
+        "all_reproduce": all(m["reproduces"] for m in methods),
+        "tasks": tasks,
+        "all_tasks_ok": all(t["ok"] for t in tasks.values()),
+    }
+
+
+def _ci(ci: list[float] | None) -> str:
+    return "—" if ci is None else f"{ci[0]:.3f} … {ci[1]:.3f}"
+
+
+def render(cmp: dict[str, Any], name_a: str, name_b: str) -> list[str]:
+    """Markdown tables of a comparison (runs named `name_a`, `name_b`)."""
+    L = [
+        f"### {cmp['study']}: {name_a} vs {name_b}",
+        "",
+        f"| method | N | pool | {name_a} | 95% CI | {name_b} | 95% CI | difference | reproduces |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in cmp["methods"]:
+        L.append(
+            f"| {m['variant']} | {m['n_anchors']} | {m['pool']} | {m['a']:.3f} | {_ci(m['a_ci'])} | "
+            f"{m['b']:.3f} | {_ci(m['b_ci'])} | {m['diff']:+.3f} | {'yes' if m['reproduces'] else '**no**'} |"
+        )
+    L += [
+        "",
+        f"Held-out tasks (accuracy points; robustly usable: oracle ≥ {MIN_POINTS:.0f} over base and over "
+        "chance, teacher above base, in both runs):",
+        "",
+        f"| task | oracle − base ({name_a} / {name_b}) | oracle − chance | teacher − base | robust |",
+        "|---|---|---|---|---|",
+    ]
+
+    def pair(t: dict[str, Any], key: str) -> str:
+        vals = [t["a"][key], t["b"][key]]
+        return "—" if vals == [None, None] else " / ".join("—" if v is None else f"{v:+.1f}" for v in vals)
+
+    for name, t in cmp["tasks"].items():
+        L.append(
+            f"| {name} | {pair(t, 'oracle_minus_base')} | {pair(t, 'oracle_minus_chance')} | "
+            f"{pair(t, 'teacher_minus_base')} | {'yes' if t['ok'] else '**no**'} |"
+        )
+    L += [
+        "",
+        f"Every method reproduces: {'yes' if cmp['all_reproduce'] else 'no'}. "
+        f"Every held-out task robustly usable: {'yes' if cmp['all_tasks_ok'] else 'no'}.",
+    ]
+    return L
