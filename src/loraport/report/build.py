@@ -22,10 +22,12 @@ from loraport.bench.metrics import (
     task_rows,
     teacher_ceiling,
 )
+from loraport.bench.teacher_ratio import teacher_ratios
 from loraport.io import atomic_file
 from loraport.report.choice import choice_section
 from loraport.report.headline import best_minus_mean_points
 from loraport.report.tables import coverage, family_table, method_accuracies, task_order, variant_order
+from loraport.report.teacher_ratio import two_ratios_section
 
 DEGENERATE = -0.25
 UNSTABLE = 0.15
@@ -71,6 +73,7 @@ def port_report(run_dir: Path, meta: dict[str, Any], records: list[dict[str, Any
         {k: v for k, v in r.items() if k != "per_task"} for r in full if is_control(r["variant"])
     ]
     summary["teacher_ceiling"] = teacher_ceiling(tasks)
+    summary["teacher_ratio"] = teacher_ratios(records, tasks, threshold)
     # which X adapter each task's shuffled-source controls ported
     summary["shuffled_sources"] = {
         r["task"]: r["shuffled_from"] for r in records if r.get("control") == "shuffled"
@@ -334,6 +337,7 @@ def _markdown(meta, tasks, agg, usable, records, summary) -> str:
             + "; ".join(f"{p}, s{s}: {', '.join(a)}" for p, s, a in sel),
         ]
     L += _ladder(agg, summary, study, n_top, cover)
+    L += ["", *two_ratios_section(summary["teacher_ratio"], agg, n_top, variants)]
     L += ["", "## Per-task winners", "", "| task | best method (N, pool) | gap_recovered |", "|---|---|---|"]
     for t in usable:
         cands = [(r["per_task"][t]["gap_recovered"], r) for r in agg if t in r["per_task"]]
