@@ -97,7 +97,13 @@ def _eval(cell: Cell, store: Store) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        result = evaluate(p["base"], p["task"], adapter=adapter, n=p["n"], seed=p["seed"])
+        if p.get("quant"):  # a quantized base (the recipe_transfer study): bench.quant_eval
+            from loraport.bench.quant_eval import quantized_eval
+
+            q = p["quant"]
+            result = quantized_eval(p["base"], p["task"], adapter, n=p["n"], seed=p["seed"], **q)
+        else:
+            result = evaluate(p["base"], p["task"], adapter=adapter, n=p["n"], seed=p["seed"])
     result.save(store.eval(cell.key))
 
 

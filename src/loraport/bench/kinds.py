@@ -3,7 +3,8 @@
 A kind is a `StudyKind` registered in STUDY_KINDS by its own module: `plan` adds its cells and
 conditions through the planner core (bench.plan.Planner: train, teach and eval cells, keys and
 dependencies), `report` turns the run's stored records into its metrics, summary.json, report.md
-and figures. The port study (bench/port_study.py) is the one kind today. A new kind is one module,
+and figures. The port study (bench/port_study.py) and recipe_transfer (bench/recipe_study.py)
+are the kinds today. A new kind is one module,
 imported at the bottom of this file:
 
     # bench/base_only_study.py: the target base alone on each held-out task
@@ -56,4 +57,4 @@ STUDY_KINDS: Registry[StudyKind] = Registry("study kind", LoraportError)
 
 
 # Study kinds register themselves when imported (a new kind: one module, imported here).
-from loraport.bench import port_study  # noqa: E402, F401  (registration)
+from loraport.bench import port_study, recipe_study  # noqa: E402, F401  (registration)

@@ -114,11 +114,13 @@ class Planner:
         self.cells.setdefault(key, Cell(kind, key, tuple(d for d in deps if d), params, label))
         return key
 
-    def train(self, side: str, task: str) -> str:
-        """The LoRA of `task` on the source or target base, with the study's recipe."""
-        key = content_key("train", self.fp[side], task, self.recipe)
-        params = {"base": self.base[side], "task": task, "recipe": self.recipe}
-        return self.add("train", key, (), params, f"train {task} on {self.base[side]}")
+    def train(self, side: str, task: str, recipe: dict[str, Any] | None = None, label: str = "") -> str:
+        """The LoRA of `task` on the source or target base, with the study's recipe (or `recipe`,
+        a Recipe's JSON dump, which a kind varies: a regularizer, a seed)."""
+        recipe = self.recipe if recipe is None else recipe
+        key = content_key("train", self.fp[side], task, recipe)
+        params = {"base": self.base[side], "task": task, "recipe": recipe}
+        return self.add("train", key, (), params, label or f"train {task} on {self.base[side]}")
 
     def evaluate(self, side: str, task: str, adapter: str | None) -> str:
         """A base, with the adapter of cell `adapter` or none, on the task's eval items."""

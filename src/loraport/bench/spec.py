@@ -22,6 +22,12 @@ Keys (unknown keys are rejected with the closest valid one):
     usable_threshold: 0.03           # oracle − base below this: the row is excluded from aggregates
     controls: {shuffled: true, random: global_ridge}   # see Controls
     chat_template: auto              # auto: each base's own chat template (raw without one); family; none
+
+A recipe_transfer study (bench/recipe_study.py) trains each regularizer on both bases instead of
+porting; it needs no anchors or methods, and names:
+
+    regularizers: {l2_delta: 0.1, entropy: null}   # name -> strength λ (null: the default); "none" is implied
+    schemes: [int8_sym_tensor, awq_lite, ...]      # quantizers of the target base (loraport.quant)
 """
 
 from __future__ import annotations
@@ -31,7 +37,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from loraport.errors import LoraportError, closest
 from loraport.io import read_yaml_mapping
@@ -74,9 +89,9 @@ class Study(BaseModel):
     )
     source: str
     target: str
-    anchors: list[str] | str
+    anchors: list[str] | str = Field(default_factory=list)
     heldout: list[str] | str
-    methods: dict[str, dict[str, Any]]
+    methods: dict[str, dict[str, Any]] = Field(default_factory=dict)
     n_anchors: list[int] = Field(default_factory=lambda: [8])
     seeds: list[int] = Field(default_factory=lambda: [0])
     pools: dict[str, list[str] | str] = Field(default_factory=lambda: {"all": "all"})
@@ -91,6 +106,52 @@ class Study(BaseModel):
         "auto",
         description="auto: each base's own chat template (raw where it has none); family: also a family template; none: raw",
     )
+    regularizers: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="recipe_transfer: regularizer -> strength λ (None: its default); 'none' is implied",
+    )
+    schemes: list[str] = Field(
+        default_factory=list, description="recipe_transfer: quantization schemes of the target base"
+    )
+
+    @model_serializer(mode="wrap")
+    def _drop_unused(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # fields of one study kind are left out of other kinds' dumps (run.json, to_yaml) while empty
+        data = handler(self)
+        for key in _KIND_FIELDS:
+            if key in data and not data[key]:
+                del data[key]
+        return data
+
+    @field_validator("regularizers")
+    @classmethod
+    def _known_regularizers(cls, v: dict[str, float | None]) -> dict[str, float | None]:
+        from loraport.train.regularizers import RegularizerError, get_regularizer
+
+        for name, strength in v.items():
+            if name == "none":
+                raise ValueError("'none' is always the reference; list only the regularizers")
+            try:
+                reg = get_regularizer(name)
+                if strength is not None:
+                    reg.check_strength(name, strength)
+            except RegularizerError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+    @field_validator("schemes")
+    @classmethod
+    def _known_schemes(cls, v: list[str]) -> list[str]:
+        from loraport.quant import QuantError, get_quantizer
+
+        for name in v:
+            try:
+                get_quantizer(name)
+            except QuantError as e:
+                raise ValueError(str(e)) from None
+        if len(set(v)) < len(v):
+            raise ValueError(f"{next(x for x in v if v.count(x) > 1)!r} is listed twice")
+        return v
 
     @field_validator("n_anchors", "seeds")
     @classmethod
@@ -107,6 +168,11 @@ class Study(BaseModel):
 
         if self.kind not in STUDY_KINDS:
             raise ValueError(f"unknown study kind {self.kind!r}{closest(self.kind, STUDY_KINDS.names())}")
+        for key in _KIND_FIELDS:
+            if getattr(self, key) and self.kind not in _KIND_FIELDS[key]:
+                raise ValueError(f"{key}: only a {' or '.join(_KIND_FIELDS[key])} study uses it")
+        if self.kind == "recipe_transfer" and not self.regularizers:
+            raise ValueError("regularizers: a recipe_transfer study names at least one regularizer")
 
         self.anchors = list_tasks(role="anchor") if self.anchors == "all" else list(self.anchors)
         self.heldout = list_tasks(role="heldout") if self.heldout == "all" else list(self.heldout)
@@ -136,7 +202,7 @@ class Study(BaseModel):
                     raise ValueError(f"pool {name!r}: {unknown[0]!r} is not one of the anchors")
                 pools[name] = list(pool)
         self.pools = pools
-        for n in self.n_anchors:
+        for n in self.n_anchors if self.anchors or self.kind == "port" else ():
             if n < 1 or n > len(self.anchors):
                 raise ValueError(f"n_anchors {n} is outside 1..{len(self.anchors)} (the number of anchors)")
         for method in self.methods:
@@ -183,6 +249,13 @@ class Study(BaseModel):
             for combo in itertools.product(*grids):
                 out.append((method, dict(zip(keys, combo, strict=True))))
         return out
+
+
+#: Spec fields that only some study kinds use (left out of dumps while empty): field -> kinds.
+_KIND_FIELDS: dict[str, tuple[str, ...]] = {
+    "regularizers": ("recipe_transfer",),
+    "schemes": ("recipe_transfer",),
+}
 
 
 def variant_name(method: str, options: dict[str, Any]) -> str:

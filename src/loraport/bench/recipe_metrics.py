@@ -1,0 +1,167 @@
+"""The recipe_transfer study's metrics, from stored records alone (numpy, no torch).
+
+Every comparison is paired over eval items: a condition's score on an item is its correctness
+averaged over the seeds both sides of the comparison have, items are pooled over the study's tasks,
+and the 95% CI is a bootstrap that resamples items within each task (the same resample for both
+sides). With one seed the CIs cover item sampling only, not training noise.
+
+- delta(reg, side): accuracy of reg's adapters − accuracy of none's, on the same base.
+- sign change: Δ on X and Δ on Y with opposite signs, *both* CIs excluding zero; the swing is
+  Δ_Y − Δ_X. Otherwise "same sign" (both exclude zero, same sign) or "not distinguishable".
+- quant tax(reg, scheme): accuracy with the adapter on Y in full precision − on Y quantized with
+  the scheme (positive: quantizing the base costs accuracy); its difference from none's tax says
+  whether the regularizer changes what quantization costs.
+- waterfall: base, + adapter, quantized base + adapter (per scheme), accuracy per stage.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from loraport.bench.metrics import BOOTSTRAP, correct
+
+NONE = "none"
+
+
+def index(records: list[dict[str, Any]]) -> dict[tuple, dict[str, dict[int, np.ndarray]]]:
+    """(regularizer or "base", side, scheme) -> task -> seed -> per-item correctness (ordered by
+    item id, so two conditions of a task line up). Missing records are left out."""
+    out: dict[tuple, dict[str, dict[int, np.ndarray]]] = defaultdict(lambda: defaultdict(dict))
+    for r in records:
+        c = correct(r)
+        if c is None:
+            continue
+        ids = r["scorers"][r["primary"]]["ids"]
+        c = c[np.argsort(ids, kind="stable")]
+        who = "base" if r["condition"] == "base" else r["regularizer"]
+        out[(who, r["side"], r.get("scheme"))][r["task"]][r.get("seed", 0)] = c
+    return out
+
+
+def _aligned(*conds: dict[str, dict[int, np.ndarray]]) -> list[list[np.ndarray]]:
+    """Per task every condition has: each one's per-item correctness averaged over the seeds they
+    all have (tasks without a common seed or with differing item counts are left out)."""
+    out = []
+    for task in sorted(set.intersection(*(set(c) for c in conds))):
+        seeds = sorted(set.intersection(*(set(c[task]) for c in conds)))
+        if not seeds:
+            continue
+        rows = [np.mean([c[task][s] for s in seeds], axis=0) for c in conds]
+        if len({len(r) for r in rows}) == 1 and len(rows[0]):
+            out.append(rows)
+    return out
+
+
+def _paired(
+    a: dict[str, dict[int, np.ndarray]], b: dict[str, dict[int, np.ndarray]]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(a's, b's) per-item correctness per task both have, over their common seeds."""
+    return [(ra, rb) for ra, rb in _aligned(a, b)]
+
+
+def paired_diff(
+    pairs: list[tuple[np.ndarray, np.ndarray]], seed: int = 0, n_boot: int = BOOTSTRAP
+) -> dict[str, Any] | None:
+    """mean(a − b) over the pooled items with a 95% bootstrap CI (items resampled within each
+    task); None when there is nothing to pair."""
+    if not pairs:
+        return None
+    diffs = [a - b for a, b in pairs]
+    pooled = np.concatenate(diffs)
+    rng = np.random.default_rng(seed)
+    boots = np.zeros(n_boot)
+    for d in diffs:
+        idx = rng.integers(0, len(d), size=(n_boot, len(d)))
+        boots += d[idx].sum(axis=1)
+    boots /= len(pooled)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return {"delta": float(pooled.mean()), "ci": [float(lo), float(hi)], "items": len(pooled)}
+
+
+def excludes_zero(ci: list[float]) -> bool:
+    return ci[0] > 0 or ci[1] < 0
+
+
+def sign_change(dx: dict[str, Any] | None, dy: dict[str, Any] | None) -> dict[str, Any]:
+    """The cross-base verdict for one regularizer from its Δ on X and on Y (paired_diff results):
+    "sign change" only when both CIs exclude zero and the signs differ (swing Δ_Y − Δ_X), "same
+    sign" when both exclude zero with one sign, else "not distinguishable" (which CI holds zero)."""
+    if dx is None or dy is None:
+        return {"verdict": "missing", "swing": None, "why": "a base has no paired records"}
+    inside = [s for s, d in (("X", dx), ("Y", dy)) if not excludes_zero(d["ci"])]
+    swing = dy["delta"] - dx["delta"]
+    if inside:
+        why = f"the CI on {' and '.join(inside)} includes zero"
+        return {"verdict": "not distinguishable", "swing": swing, "why": why}
+    if (dx["delta"] > 0) != (dy["delta"] > 0):
+        return {"verdict": "sign change", "swing": swing, "why": "both CIs exclude zero, signs differ"}
+    return {"verdict": "same sign", "swing": swing, "why": "both CIs exclude zero, same sign"}
+
+
+def regularizers(idx: dict) -> list[str]:
+    regs = sorted({k[0] for k in idx if k[0] not in ("base", NONE)})
+    return regs
+
+
+def deltas(idx: dict) -> list[dict[str, Any]]:
+    """Per regularizer: Δ vs none on X and on Y (full precision) and the cross-base verdict."""
+    rows = []
+    for reg in regularizers(idx):
+        d = {s: paired_diff(_paired(idx.get((reg, s, None), {}), idx.get((NONE, s, None), {}))) for s in "xy"}
+        rows.append({"regularizer": reg, "x": d["x"], "y": d["y"], **sign_change(d["x"], d["y"])})
+    return rows
+
+
+def quant_tax(idx: dict, schemes: list[str]) -> list[dict[str, Any]]:
+    """Per (regularizer or none or "base", scheme): the tax on Y and, for regularizers, its
+    difference from none's tax (both paired over items, with CIs)."""
+    rows = []
+    for who in ["base", NONE, *regularizers(idx)]:
+        for scheme in schemes:
+            fp, q = idx.get((who, "y", None), {}), idx.get((who, "y", scheme), {})
+            tax = paired_diff(_paired(fp, q))
+            row: dict[str, Any] = {"regularizer": who, "scheme": scheme, "tax": tax, "vs_none": None}
+            if who not in ("base", NONE):
+                nfp, nq = idx.get((NONE, "y", None), {}), idx.get((NONE, "y", scheme), {})
+                # (fp_reg − q_reg) − (fp_none − q_none) per item, as a − b with a = fp_reg + q_none
+                pairs = [(f + nq_, q_ + nf) for f, q_, nf, nq_ in _aligned(fp, q, nfp, nq)]
+                row["vs_none"] = paired_diff(pairs)
+            rows.append(row)
+    return rows
+
+
+def _acc(cells: dict[str, dict[int, np.ndarray]]) -> float | None:
+    """Mean accuracy over tasks and seeds (each task's items pooled with its seeds averaged)."""
+    vals = [np.mean(list(seeds.values()), axis=0) for seeds in cells.values() if seeds]
+    return float(np.concatenate(vals).mean()) if vals else None
+
+
+def waterfall(idx: dict, schemes: list[str]) -> list[dict[str, Any]]:
+    """Per recipe: accuracy of base Y, + adapter, and quantized Y + adapter per scheme (with the
+    quantized base alone as its own row), and the same first two stages on X."""
+    rows = []
+    for who in [NONE, *regularizers(idx)]:
+        rows.append(
+            {
+                "regularizer": who,
+                "base_x": _acc(idx.get(("base", "x", None), {})),
+                "adapter_x": _acc(idx.get((who, "x", None), {})),
+                "base_y": _acc(idx.get(("base", "y", None), {})),
+                "adapter_y": _acc(idx.get((who, "y", None), {})),
+                "quantized": {s: _acc(idx.get((who, "y", s), {})) for s in schemes},
+            }
+        )
+    rows.append(
+        {
+            "regularizer": "base only",
+            "base_x": _acc(idx.get(("base", "x", None), {})),
+            "adapter_x": None,
+            "base_y": _acc(idx.get(("base", "y", None), {})),
+            "adapter_y": None,
+            "quantized": {s: _acc(idx.get(("base", "y", s), {})) for s in schemes},
+        }
+    )
+    return rows

@@ -1,0 +1,137 @@
+"""The recipe_transfer study: does a training recipe (a regularizer) that helps on one base help on
+the other, and does the adapter survive the quantized target base? (issue 19)
+
+    name: recipe_transfer
+    kind: recipe_transfer
+    source: tiny-qwen2-x                 # base X
+    target: tiny-llama-y                 # base Y (the one that is quantized)
+    heldout: [math_sum_more]             # the tasks every recipe is trained and scored on
+    regularizers: {l2_delta: null, entropy: 0.05}   # null: the regularizer's default λ
+    schemes: [int8_sym_tensor, int4_sym_row, awq_lite, gguf_q4_0]
+    seeds: [0, 1]                        # each seed is recipe.seed: its own data order and init
+
+    loraport bench studies/recipe_transfer.yaml --out runs/recipe_transfer
+
+Per task and seed, every regularizer and "none" (the study's recipe as it is) trains an adapter on
+X and on Y (train cells with the recipe's regularizer, strength and seed; "none" at the recipe's
+own seed is the very cell a port study trains). Each adapter is evaluated on its own base; each Y
+adapter also on Y fake-quantized with every scheme (the adapter stays in full precision; eval
+cells whose params carry "quant", computed by bench.quant_eval); the bases are evaluated alone,
+quantized too, for the waterfall. Records carry task, condition (base | adapter), side (x | y),
+regularizer, strength, seed and scheme (None: full precision).
+
+Its metrics are bench/recipe_metrics.py and its report report/recipe_report.py; both read stored
+records only. `loraport report` imports this module, so nothing torch-heavy is imported at its top.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loraport.bench.kinds import STUDY_KINDS, StudyKind
+from loraport.bench.store import content_key
+
+if TYPE_CHECKING:
+    from loraport.bench.plan import Planner
+    from loraport.bench.spec import Study
+
+#: The reference recipe every regularizer is compared with: the study's recipe, unregularized.
+NONE = "none"
+#: Train items of each task that calibrate AWQ-lite and GPTQ-lite (bench.quant_eval).
+CALIBRATION = {"n": 32, "seed": 0}
+SIDES = {"source": "x", "target": "y"}
+
+
+def recipes(study: Study, seed: int) -> dict[str, dict[str, Any]]:
+    """ "none" and each regularizer of the study: its Recipe (the study's, with the regularizer,
+    strength and seed set) as the JSON dump a train cell keys on."""
+    from loraport.train import Recipe
+
+    base = study.recipe.model_dump(mode="json")
+    out = {NONE: Recipe(**{**base, "regularizer": None, "strength": None, "seed": seed})}
+    for name, strength in study.regularizers.items():
+        out[name] = Recipe(**{**base, "regularizer": name, "strength": strength, "seed": seed})
+    return {name: r.model_dump(mode="json") for name, r in out.items()}
+
+
+def evaluate_quantized(p: Planner, task: str, adapter: str | None, scheme: str) -> str:
+    """The eval cell of the target base quantized with `scheme`, with adapter cell `adapter` (or
+    none) in full precision. Calibration options enter the key only for calibrated schemes."""
+    from loraport.quant import get_quantizer
+    from loraport.tasks import get_task
+
+    quant: dict[str, Any] = {"scheme": scheme}
+    if get_quantizer(scheme).calibrated:
+        quant["calibration"] = CALIBRATION
+    scorers = list(get_task(task).scorers)
+    key = content_key("eval", p.fp["target"], adapter, task, p.ev, scorers, quant)
+    label = f"eval {task} on {p.base['target']} [{scheme}]" + (f" + {adapter[:8]}" if adapter else "")
+    params = {"base": p.base["target"], "task": task, "adapter": adapter, **p.ev, "quant": quant}
+    return p.add("eval", key, (adapter,), params, label)
+
+
+def plan_recipe_study(p: Planner, study: Study) -> None:
+    """Per task: both bases alone (Y also per scheme); per seed and recipe an adapter on each base,
+    evaluated on it, and Y's on Y quantized per scheme."""
+    from loraport.tasks import get_task
+
+    for task in study.heldout:
+        common = {"task": task, "domain": get_task(task).domain}
+        for side, s in SIDES.items():
+            p.conditions[f"{task}__base_{s}"] = {
+                **common,
+                "condition": "base",
+                "side": s,
+                "scheme": None,
+                "eval": p.evaluate(side, task, None),
+            }
+        for scheme in study.schemes:
+            p.conditions[f"{task}__base_y__{scheme}"] = {
+                **common,
+                "condition": "base",
+                "side": "y",
+                "scheme": scheme,
+                "eval": evaluate_quantized(p, task, None, scheme),
+            }
+        for seed in study.seeds:
+            for reg, recipe in recipes(study, seed).items():
+                cond = {
+                    **common,
+                    "condition": "adapter",
+                    "regularizer": reg,
+                    "strength": recipe.get("strength"),
+                    "seed": seed,
+                }
+                for side, s in SIDES.items():
+                    label = f"train {task} on {p.base[side]} ({reg}, seed {seed})"
+                    key = p.train(side, task, recipe, label)
+                    name = f"{task}__{reg}__s{seed}__{s}"
+                    p.conditions[name] = {
+                        **cond,
+                        "side": s,
+                        "scheme": None,
+                        "eval": p.evaluate(side, task, key),
+                        "train": key,
+                    }
+                    if side != "target":
+                        continue
+                    for scheme in study.schemes:
+                        p.conditions[f"{name}__{scheme}"] = {
+                            **cond,
+                            "side": s,
+                            "scheme": scheme,
+                            "eval": evaluate_quantized(p, task, key, scheme),
+                            "train": key,
+                        }
+
+
+def recipe_study_report(run_dir: Path, meta: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The recipe_transfer report (report.recipe_report): Δ per base, sign changes, quant tax,
+    waterfall and what the run supports."""
+    from loraport.report.recipe_report import recipe_report
+
+    return recipe_report(run_dir, meta, records)
+
+
+STUDY_KINDS.add("recipe_transfer", StudyKind(plan=plan_recipe_study, report=recipe_study_report))

@@ -1,0 +1,189 @@
+"""The recipe_transfer study's report (bench/recipe_study.py): summary.json and report.md from the
+run's stored records alone (no torch).
+
+Sections: the Δ of each regularizer against none per base with 95% CIs; sign changes across bases
+(claimed only where both CIs exclude zero, with the swing); the quant tax matrix regularizer ×
+scheme; the waterfall base → + adapter → quantized base + adapter; and "What this supports / what
+it does not", written from the numbers (one seed: point estimates; effects inside their CIs: not
+claimed).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from loraport.bench.recipe_metrics import NONE, deltas, excludes_zero, index, quant_tax, waterfall
+from loraport.io import atomic_file
+
+
+def _f(x: float | None, signed: bool = False) -> str:
+    return "—" if x is None else (f"{x:+.3f}" if signed else f"{x:.3f}")
+
+
+def _ci(d: dict[str, Any] | None) -> str:
+    if d is None:
+        return "—"
+    lo, hi = d["ci"]
+    return f"{d['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+def claims(study: dict[str, Any], summary: dict[str, Any]) -> dict[str, list[str]]:
+    """The "What this supports / what it does not" lists, from the summary's numbers."""
+    yes: list[str] = []
+    no: list[str] = []
+    seeds = study.get("seeds", [0])
+    if len(seeds) == 1:
+        no.append(
+            "Seed-to-seed variation: one seed, so every Δ is a point estimate for one training run; "
+            "its CI covers the sampling of eval items only."
+        )
+    for row in summary["deltas"]:
+        reg, dx, dy = row["regularizer"], row["x"], row["y"]
+        both = f"Δ on X {_ci(dx)}, on Y {_ci(dy)}"
+        if row["verdict"] == "sign change":
+            yes.append(f"{reg} changes sign across bases: {both}; swing {row['swing']:+.3f}.")
+        elif row["verdict"] == "same sign":
+            word = "helps" if dx["delta"] > 0 else "hurts"
+            yes.append(f"{reg} {word} on both bases: {both}.")
+        else:
+            for s, d in (("X", dx), ("Y", dy)):
+                if d is not None and excludes_zero(d["ci"]):
+                    word = "helps" if d["delta"] > 0 else "hurts"
+                    yes.append(f"{reg} {word} on {s}: Δ {_ci(d)}.")
+            no.append(f"A cross-base sign change (or transfer) for {reg}: {row['why']} ({both}).")
+    for scheme in study.get("schemes", []):
+        ref = next(
+            (r for r in summary["quant_tax"] if r["regularizer"] == NONE and r["scheme"] == scheme), None
+        )
+        if ref and ref["tax"] and excludes_zero(ref["tax"]["ci"]):
+            yes.append(
+                f"Quantizing Y with {scheme} changes the unregularized adapter's accuracy by {_ci(_neg(ref['tax']))}."
+            )
+        elif ref and ref["tax"]:
+            no.append(
+                f"A quant tax of {scheme} on the unregularized adapter: {_ci(ref['tax'])} includes zero."
+            )
+        moved = [
+            r
+            for r in summary["quant_tax"]
+            if r["scheme"] == scheme and r["vs_none"] is not None and excludes_zero(r["vs_none"]["ci"])
+        ]
+        for r in moved:
+            yes.append(
+                f"{r['regularizer']} changes the quant tax of {scheme} by {_ci(r['vs_none'])} against none."
+            )
+        if not moved:
+            no.append(
+                f"A regularizer-dependent quant tax for {scheme}: every regularizer's difference from "
+                "none's tax is inside its CI (nor does that prove independence)."
+            )
+    if summary["missing"]:
+        no.append(f"The {len(summary['missing'])} conditions without records (failed or not computed).")
+    no.append(
+        f"Anything beyond these two bases, the tasks {', '.join(study.get('heldout', []))} and "
+        f"{study.get('eval', {}).get('n', '?')} eval items per task."
+    )
+    return {"supports": yes, "does_not": no}
+
+
+def _neg(d: dict[str, Any]) -> dict[str, Any]:
+    return {**d, "delta": -d["delta"], "ci": [-d["ci"][1], -d["ci"][0]]}
+
+
+def recipe_report(run_dir: Path, meta: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write summary.json and report.md for a recipe_transfer run; returns the summary."""
+    study = meta["study"]
+    schemes = list(study.get("schemes", []))
+    idx = index(records)
+    summary: dict[str, Any] = {
+        "kind": "recipe_transfer",
+        "study": study["name"],
+        "seeds": study.get("seeds", [0]),
+        "deltas": deltas(idx),
+        "quant_tax": quant_tax(idx, schemes),
+        "waterfall": waterfall(idx, schemes),
+        "missing": sorted(r["name"] for r in records if "missing" in r),
+    }
+    summary["sign_changes"] = [r["regularizer"] for r in summary["deltas"] if r["verdict"] == "sign change"]
+    summary["claims"] = claims(study, summary)
+    with atomic_file(run_dir / "summary.json") as fh:
+        json.dump(summary, fh, indent=1, sort_keys=True)
+    with atomic_file(run_dir / "report.md") as fh:
+        fh.write(markdown(meta, summary, schemes))
+    return summary
+
+
+def markdown(meta: dict[str, Any], summary: dict[str, Any], schemes: list[str]) -> str:
+    study = meta["study"]
+    out = [
+        f"# Recipe transfer: {study['name']}",
+        "",
+        f"X = {study['source']}, Y = {study['target']}; tasks {', '.join(study['heldout'])}; "
+        f"seeds {summary['seeds']}; {study['eval']['n']} eval items per task. Accuracy of the "
+        "primary scorer; Δ and CIs are paired over items (95% bootstrap, items resampled within "
+        "each task; scores averaged over seeds).",
+        "",
+        "## Regularizer effect per base (Δ accuracy vs none)",
+        "",
+        "| regularizer | Δ on X [95% CI] | Δ on Y [95% CI] |",
+        "|---|---|---|",
+    ]
+    out += [f"| {r['regularizer']} | {_ci(r['x'])} | {_ci(r['y'])} |" for r in summary["deltas"]]
+    out += [
+        "",
+        "## Sign changes across bases",
+        "",
+        "Claimed only where both CIs exclude zero; otherwise not distinguishable.",
+        "",
+        "| regularizer | verdict | swing (Δ_Y − Δ_X) | why |",
+        "|---|---|---|---|",
+    ]
+    out += [
+        f"| {r['regularizer']} | {r['verdict']} | {_f(r['swing'], True)} | {r['why']} |"
+        for r in summary["deltas"]
+    ]
+    out += [
+        "",
+        "## Quant tax on Y (accuracy with the adapter in full precision − on the quantized base)",
+        "",
+        "Positive: quantizing the base costs accuracy. Each cell: tax [95% CI]; below it, the "
+        "difference from none's tax.",
+        "",
+        "| regularizer | " + " | ".join(schemes) + " |",
+        "|---|" + "---|" * len(schemes),
+    ]
+    by = {(r["regularizer"], r["scheme"]): r for r in summary["quant_tax"]}
+    for who in dict.fromkeys(r["regularizer"] for r in summary["quant_tax"]):
+        cells = []
+        for s in schemes:
+            r = by[(who, s)]
+            cell = _ci(r["tax"])
+            if r["vs_none"] is not None:
+                cell += f"<br>vs none {_ci(r['vs_none'])}"
+            cells.append(cell)
+        out.append(f"| {who if who != 'base' else 'base alone'} | " + " | ".join(cells) + " |")
+    out += [
+        "",
+        "## Waterfall (accuracy per stage)",
+        "",
+        "| recipe | base X | + adapter X | base Y | + adapter Y | "
+        + " | ".join(f"{s} + adapter" for s in schemes)
+        + " |",
+        "|---|---|---|---|---|" + "---|" * len(schemes),
+    ]
+    for r in summary["waterfall"]:
+        q = [_f(r["quantized"][s]) for s in schemes]
+        out.append(
+            f"| {r['regularizer']} | {_f(r['base_x'])} | {_f(r['adapter_x'])} | {_f(r['base_y'])} | "
+            f"{_f(r['adapter_y'])} | " + " | ".join(q) + " |"
+        )
+    out += ["", '(The "base only" row\'s quantized columns are the quantized base alone.)', ""]
+    out += ["## What this supports / what it does not", "", "Supports:", ""]
+    out += [f"- {c}" for c in summary["claims"]["supports"]] or ["- nothing beyond its CIs"]
+    out += ["", "Does not support:", ""]
+    out += [f"- {c}" for c in summary["claims"]["does_not"]]
+    if summary["missing"]:
+        out += ["", "## Missing conditions", ""] + [f"- {m}" for m in summary["missing"]]
+    return "\n".join(out) + "\n"
