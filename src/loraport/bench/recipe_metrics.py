@@ -94,7 +94,9 @@ def sign_change(dx: dict[str, Any] | None, dy: dict[str, Any] | None) -> dict[st
     inside = [s for s, d in (("X", dx), ("Y", dy)) if not excludes_zero(d["ci"])]
     swing = dy["delta"] - dx["delta"]
     if inside:
-        why = f"the CI on {' and '.join(inside)} includes zero"
+        why = "the CI on X includes zero" if inside == ["X"] else "the CI on Y includes zero"
+        if len(inside) == 2:
+            why = "the CIs on X and Y include zero"
         return {"verdict": "not distinguishable", "swing": swing, "why": why}
     if (dx["delta"] > 0) != (dy["delta"] > 0):
         return {"verdict": "sign change", "swing": swing, "why": "both CIs exclude zero, signs differ"}

@@ -181,7 +181,7 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any], schemes: list[str]) 
         )
     out += ["", '(The "base only" row\'s quantized columns are the quantized base alone.)', ""]
     out += ["## What this supports / what it does not", "", "Supports:", ""]
-    out += [f"- {c}" for c in summary["claims"]["supports"]] or ["- nothing beyond its CIs"]
+    out += [f"- {c}" for c in summary["claims"]["supports"]] or ["- nothing: every effect is inside its CI"]
     out += ["", "Does not support:", ""]
     out += [f"- {c}" for c in summary["claims"]["does_not"]]
     if summary["missing"]:
