@@ -49,6 +49,7 @@ def generate(
     batch: int = 64,
     stop_at_newline: bool = True,
     on_batch=None,
+    temperature: float | None = None,
 ) -> list[str]:
     """Greedy continuations of `prompts`: they end at EOS, at `max_new_tokens`, and (by default) at
     the first newline, which is also cut from the text. Prompts are batched by length (left
@@ -56,7 +57,10 @@ def generate(
 
     Under a chat format (`loraport.models.chat`) the prompts are wrapped in the template, generation
     also ends at the template's end-of-turn tokens, and newlines do not end it: an instruct model may
-    reason over several lines before its answer, which the scorers extract."""
+    reason over several lines before its answer, which the scorers extract.
+
+    `temperature` (None: greedy) samples from the softmax at that temperature instead, with no top-k
+    or top-p cut; seed torch's generator before the call (torch.manual_seed) to repeat a sample."""
     fmt = chat_format(tokenizer)
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
@@ -82,7 +86,11 @@ def generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
             max_new_tokens=max_new_tokens,
-            do_sample=False,
+            **(
+                {"do_sample": False}
+                if temperature is None
+                else {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+            ),
             eos_token_id=ends,
             pad_token_id=pad,
             stopping_criteria=stops,

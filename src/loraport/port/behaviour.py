@@ -8,9 +8,17 @@ from __future__ import annotations
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+)
 
 from loraport.errors import MethodError, closest
 from loraport.port.methods import METHODS, PortJob, PortMethod, anchors_of, get_method, register_method
@@ -193,11 +201,44 @@ class Spanfit(TeacherMethod):
         )
 
 
+#: distill options added after studies were first cached: left out of the options' dump (and so of
+#: cache keys) while they hold their default, so plans that do not use them keep their keys.
+_DISTILL_LATE = {"consistency": None, "temperature": 0.7, "weighting": None, "weight_floor": 0.25}
+
+
 class DistillOptions(PromptOptions):
+    """distill's options. Better teacher signal, label-free (port.teacher_signal; each off by
+    default): `consistency` k samples per prompt at `temperature` (seeded by the port's seed), the
+    majority answer kept and prompts without one dropped; `weighting="excess"` weights each answer
+    token by the adapter's contrastive excess log p_{X+A} − log p_X, floored at `weight_floor`."""
+
     init: str = "zero"  # zero, or a method whose port starts training (align, global_ridge, spanfit, ...)
     steps: int = Field(60, ge=1)
     seconds: float | None = Field(None, gt=0)
     lr: float = Field(5e-3, gt=0)
+    consistency: int | None = Field(None, ge=2)  # k teacher samples per prompt; None: greedy answers
+    temperature: float = Field(0.7, gt=0)  # the samples' temperature (with consistency)
+    weighting: Literal["excess"] | None = None  # None: every answer token weighs the same
+    weight_floor: float = Field(0.25, ge=0)  # a token's weight where the adapter adds nothing
+
+    @field_validator("temperature")
+    @classmethod
+    def _sampled(cls, v: float, info: ValidationInfo) -> float:
+        if v != _DISTILL_LATE["temperature"] and info.data.get("consistency") is None:
+            raise ValueError("applies to sampled answers: set consistency (k samples) too")
+        return v
+
+    @field_validator("weight_floor")
+    @classmethod
+    def _weighted(cls, v: float, info: ValidationInfo) -> float:
+        if v != _DISTILL_LATE["weight_floor"] and info.data.get("weighting") is None:
+            raise ValueError('applies to weighted tokens: set weighting="excess" too')
+        return v
+
+    @model_serializer(mode="wrap")
+    def _drop_late_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        return {k: v for k, v in data.items() if k not in _DISTILL_LATE or v != _DISTILL_LATE[k]}
 
 
 @register_method
@@ -234,9 +275,11 @@ class Distill(TeacherMethod):
         from loraport.port.teacher import Answers
 
         p, o = cell.params, self.options()
+        answers = Answers.load(store.teach(p["teach"]))
+        answers, signal = self.signal(p["source"], store.adapter(p["x"]), answers, p["seed"])
         distill_port(
             p["target"],
-            Answers.load(store.teach(p["teach"])),
+            answers,
             store.adapter(cell.key),
             init=store.adapter(p["init"]) if p["init"] else None,
             steps=o["steps"],
@@ -245,12 +288,31 @@ class Distill(TeacherMethod):
             seed=p["seed"],
             force=True,
             provenance={"study_cell": cell.key, "task": p["task"]},
+            **signal,
         )
+
+    def signal(self, source: str, adapter: Any, answers: Any, seed: int) -> tuple[Any, dict[str, Any]]:
+        """The teacher answers after self-consistency (when on), and distill_port's weighting
+        arguments (when on); both run X + the input adapter (port.teacher_signal)."""
+        o = self.opts
+        if o.consistency is not None:
+            from loraport.port.teacher_signal import self_consistent
+
+            answers = self_consistent(
+                source, adapter, answers, k=o.consistency, temperature=o.temperature, seed=seed
+            )
+        if o.weighting is None:
+            return answers, {}
+        from loraport.port.teacher_signal import contrastive_excess
+
+        excess = contrastive_excess(source, adapter, answers)
+        return answers, {"excess": excess, "weight_floor": o.weight_floor}
 
     def port_from(self, job, source, spec):
         from loraport.port.distill import distill_port
 
         answers = self.answers(job, source, self.prompts(job))
+        answers, signal = self.signal(source, job.adapter.path, answers, job.seed)
         o = self.options()
         init_path = job.init
         with tempfile.TemporaryDirectory(prefix=".init-", dir=Path(job.out).resolve().parent) as tmp:
@@ -278,4 +340,5 @@ class Distill(TeacherMethod):
                 seed=job.seed,
                 force=job.force,
                 progress=job.progress,
+                **signal,
             )

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loraport.adapters import load_adapter, save_adapter
 from loraport.errors import MethodError
 from loraport.port.teacher import Answers, context_length, encodable_items
+
+if TYPE_CHECKING:
+    from loraport.port.teacher_signal import Excess
 
 
 def distill_port(
@@ -35,15 +38,19 @@ def distill_port(
     provenance: dict[str, Any] | None = None,
     device: str | None = None,
     progress: bool = False,
+    excess: list[Excess] | None = None,
+    weight_floor: float = 0.25,
 ) -> Path:
     """Train Y's LoRA on `answers` from `init` for `steps` steps (or until `seconds`) and write it.
-    With an init adapter, its rank and alpha are kept (rank/alpha apply to a zero init)."""
+    With an init adapter, its rank and alpha are kept (rank/alpha apply to a zero init).
+    `excess` (one per answer, port.teacher_signal.contrastive_excess) weights each answer token by
+    the adapter's contrastive excess, floored at `weight_floor` (see port.teacher_signal)."""
     from loraport.models import load_model
     from loraport.train import Recipe
     from loraport.train.lora import train_on_items
 
     t0 = time.perf_counter()
-    factors, init_prov = None, None
+    factors, init_prov, signal = None, None, None
     if init is not None:
         ad = load_adapter(init)
         ranks = set(ad.ranks.values())
@@ -76,17 +83,16 @@ def distill_port(
             max_length=context_length(model),
             target_modules=tuple(sorted({m.rsplit(".", 1)[-1] for m in factors})) if factors else None,
         )
-        trained = train_on_items(
-            model,
-            tokenizer,
-            items,
-            recipe,
-            what="distill",
-            progress=progress,
-            init=factors,
-            steps=steps,
-            seconds=seconds,
-        )
+        budget = {"progress": progress, "init": factors, "steps": steps, "seconds": seconds}
+        if excess is None:
+            trained = train_on_items(model, tokenizer, items, recipe, what="distill", **budget)
+        else:
+            from loraport.port.teacher_signal import excess_by_item, token_weights
+            from loraport.port.weighted_train import train_weighted
+
+            weights = token_weights(tokenizer, items, excess_by_item(answers, excess), weight_floor)
+            trained = train_weighted(model, tokenizer, items, weights, recipe, what="distill", **budget)
+            signal = {"weighting": "excess", "weight_floor": weight_floor, **weight_stats(weights)}
         modules, taken, train_seconds = trained.modules, trained.steps, round(trained.seconds, 3)
         outcome = {"final_loss": round(trained.losses[-1], 5)}
     else:  # nothing to imitate (every answer empty or not encodable): the init, unchanged
@@ -109,6 +115,7 @@ def distill_port(
         "target_base": target,
         "teacher": answers.provenance,
         "items_used": len(items),
+        **({"signal": signal} if signal else {}),
         **outcome,
         "cost": cost,
         **(provenance or {}),
@@ -135,4 +142,15 @@ def _zero_lora(model, rank: int) -> dict:
     return {
         m.name: LowRank(torch.zeros(m.shape[0], rank), torch.zeros(rank, m.shape[1]))
         for m in arch_for(model.config).modules()
+    }
+
+
+def weight_stats(weights: list[list[float]]) -> dict[str, float]:
+    """How uneven token weights are (for provenance): their max and the share of tokens above 1."""
+    flat = [w for row in weights for w in row]
+    if not flat:
+        return {"max_weight": 0.0, "share_above_mean": 0.0}
+    return {
+        "max_weight": round(max(flat), 4),
+        "share_above_mean": round(sum(w > 1 for w in flat) / len(flat), 4),
     }
