@@ -180,3 +180,33 @@ def test_the_options_are_typed_and_off_by_default():
         get_method("distill", weighting="entropy")
     with pytest.raises(MethodError, match="option consistency"):
         get_method("distill", consistency=1)
+
+
+def test_a_study_plans_each_signal_as_its_own_distill_cell_on_the_same_teacher():
+    from loraport.bench.plan import make_plan
+    from loraport.bench.spec import Study
+
+    def cells(options):
+        study = Study(
+            name="signal",
+            source="base-x",
+            target="base-y",
+            anchors=["math_add", "math_mul"],
+            heldout=[TASK],
+            methods={"distill": options},
+            n_anchors=[2],
+            seeds=[0],
+            eval={"n": 10},
+        )
+        plan = make_plan(study, {"base-x": "fp-x", "base-y": "fp-y"})
+        teach = {c.key for c in plan.by_kind("teach")}
+        return teach, {c.label: c.key for c in plan.by_kind("distill")}
+
+    teach0, plain = cells({})
+    teach1, voted = cells({"consistency": 5})
+    teach2, weighted = cells({"weighting": "excess", "weight_floor": 0.5})
+    assert teach0 == teach1 == teach2  # one teacher-answers cell serves every variant
+    keys = [set(c.values()) for c in (plain, voted, weighted)]
+    assert all(len(k) == 1 for k in keys) and len(set.union(*keys)) == 3
+    assert "distill[consistency=5]" in " ".join(voted)
+    assert "weighting=excess" in " ".join(weighted)
