@@ -175,6 +175,8 @@ def test_a_tiny_recipe_study_runs_end_to_end(mini_zoo, tmp_path):
     ):
         assert section in report
     assert json.loads((run / "summary.json").read_text())["claims"] == summary["claims"]
+    for name in ("recipe_deltas.png", "recipe_quant_tax.png", "recipe_waterfall.png"):
+        assert (run / "figures" / name).stat().st_size > 0 and f"figures/{name}" in report
     records = [json.loads(p.read_text()) for p in (run / "records").glob("*.json")]
     quantized = [r for r in records if r["scheme"] == "awq_lite" and r["condition"] == "adapter"]
     assert len(quantized) == 3 and all("scorers" in r for r in quantized)

@@ -88,6 +88,10 @@ def claims(study: dict[str, Any], summary: dict[str, Any]) -> dict[str, list[str
     return {"supports": yes, "does_not": no}
 
 
+def _figure(figures: list[str], name: str, alt: str) -> list[str]:
+    return ["", f"![{alt}](figures/{name})"] if name in figures else []
+
+
 def _neg(d: dict[str, Any]) -> dict[str, Any]:
     return {**d, "delta": -d["delta"], "ci": [-d["ci"][1], -d["ci"][0]]}
 
@@ -110,12 +114,17 @@ def recipe_report(run_dir: Path, meta: dict[str, Any], records: list[dict[str, A
     summary["claims"] = claims(study, summary)
     with atomic_file(run_dir / "summary.json") as fh:
         json.dump(summary, fh, indent=1, sort_keys=True)
+    from loraport.report.recipe_figures import write_recipe_figures
+
+    figures = write_recipe_figures(run_dir / "figures", summary, schemes)
     with atomic_file(run_dir / "report.md") as fh:
-        fh.write(markdown(meta, summary, schemes))
+        fh.write(markdown(meta, summary, schemes, figures))
     return summary
 
 
-def markdown(meta: dict[str, Any], summary: dict[str, Any], schemes: list[str]) -> str:
+def markdown(
+    meta: dict[str, Any], summary: dict[str, Any], schemes: list[str], figures: list[str] = ()
+) -> str:
     study = meta["study"]
     out = [
         f"# Recipe transfer: {study['name']}",
@@ -131,6 +140,7 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any], schemes: list[str]) 
         "|---|---|---|",
     ]
     out += [f"| {r['regularizer']} | {_ci(r['x'])} | {_ci(r['y'])} |" for r in summary["deltas"]]
+    out += _figure(figures, "recipe_deltas.png", "Δ per base")
     out += [
         "",
         "## Sign changes across bases",
@@ -164,6 +174,7 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any], schemes: list[str]) 
                 cell += f"<br>vs none {_ci(r['vs_none'])}"
             cells.append(cell)
         out.append(f"| {who if who != 'base' else 'base alone'} | " + " | ".join(cells) + " |")
+    out += _figure(figures, "recipe_quant_tax.png", "quant tax")
     out += [
         "",
         "## Waterfall (accuracy per stage)",
@@ -179,7 +190,9 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any], schemes: list[str]) 
             f"| {r['regularizer']} | {_f(r['base_x'])} | {_f(r['adapter_x'])} | {_f(r['base_y'])} | "
             f"{_f(r['adapter_y'])} | " + " | ".join(q) + " |"
         )
-    out += ["", '(The "base only" row\'s quantized columns are the quantized base alone.)', ""]
+    out += ["", '(The "base only" row\'s quantized columns are the quantized base alone.)']
+    out += _figure(figures, "recipe_waterfall.png", "waterfall")
+    out += [""]
     out += ["## What this supports / what it does not", "", "Supports:", ""]
     out += [f"- {c}" for c in summary["claims"]["supports"]] or ["- nothing: every effect is inside its CI"]
     out += ["", "Does not support:", ""]
