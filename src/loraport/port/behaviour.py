@@ -303,9 +303,14 @@ class Distill(TeacherMethod):
             )
         if o.weighting is None:
             return answers, {}
+        import time
+
         from loraport.port.teacher_signal import contrastive_excess
 
+        start = time.perf_counter()
         excess = contrastive_excess(source, adapter, answers)
+        # the two scoring passes over X are teacher compute: they count in the port's cost
+        answers = replace(answers, seconds=round(answers.seconds + time.perf_counter() - start, 3))
         return answers, {"excess": excess, "weight_floor": o.weight_floor}
 
     def port_from(self, job, source, spec):
