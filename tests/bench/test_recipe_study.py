@@ -67,6 +67,8 @@ def test_plan_trains_every_recipe_on_both_bases_and_quantizes_only_y(tmp_path):
         ({"schemes": ["int4_sym_rows"]}, r"schemes: .*'int4_sym_rows'.*did you mean 'int4_sym_row'"),
         ({"schemes": ["awq_lite", "awq_lite"]}, r"schemes: 'awq_lite' is listed twice"),
         ({"kind": "port", "methods": {"mean": {}}}, r"regularizers: only a recipe_transfer study uses it"),
+        ({"recipe": {"regularizer": "l2_delta"}}, r"recipe.regularizer: a recipe_transfer study names"),
+        ({"methods": {"mean": {}}}, r"methods: porting each recipe's adapter needs anchors"),
     ],
 )
 def test_bad_fields_are_one_line_errors_naming_the_field(tmp_path, change, message):
@@ -141,6 +143,9 @@ def test_a_tiny_recipe_study_runs_end_to_end(mini_zoo, tmp_path):
         "regularizers": {"l2_delta": None, "fake_quant": None},
         "schemes": ["int4_sym_row", "awq_lite", "gguf_q8_0"],
         "seeds": [0],
+        "anchors": ["math_add", "sci_color"],  # each recipe's X adapter is also ported (mean)
+        "n_anchors": [2],
+        "methods": {"mean": {}},
         "recipe": {"rank": 2, "alpha": 4, "epochs": 1, "examples": 8, "batch": 8, "lr": 0.05},
         "eval": {"n": 12},
     }
@@ -163,6 +168,11 @@ def test_a_tiny_recipe_study_runs_end_to_end(mini_zoo, tmp_path):
     water = {r["regularizer"]: r for r in summary["waterfall"]}
     assert set(water) == {"none", "fake_quant", "l2_delta", "base only"}
     assert all(v is not None for v in water["none"]["quantized"].values())
+    port_rows = {r["regularizer"]: r for r in summary["ports"]}
+    assert set(port_rows) == {"none", "fake_quant", "l2_delta"}
+    assert {r["side"] for r in summary["ports"]} == {"port mean N=2"}
+    assert port_rows["l2_delta"]["vs_none"]["items"] == 12 and port_rows["none"]["vs_none"] is None
+    assert len(summary["port_quant_tax"]["port mean N=2"]) == 3 * len(spec["schemes"])
     # one seed: point estimates, said in the claims
     assert any("one seed" in c for c in summary["claims"]["does_not"])
     report = (run / "report.md").read_text()
@@ -171,6 +181,7 @@ def test_a_tiny_recipe_study_runs_end_to_end(mini_zoo, tmp_path):
         "## Sign changes across bases",
         "## Quant tax on Y",
         "## Waterfall",
+        "## Ports of each recipe's X adapter to Y",
         "## What this supports / what it does not",
     ):
         assert section in report

@@ -12,6 +12,8 @@ sides). With one seed the CIs cover item sampling only, not training noise.
   the scheme (positive: quantizing the base costs accuracy); its difference from none's tax says
   whether the regularizer changes what quantization costs.
 - waterfall: base, + adapter, quantized base + adapter (per scheme), accuracy per stage.
+- ports (studies with methods): each recipe's X adapter ported to Y; its accuracy and Δ against
+  none's port, and the quant tax of the port.
 """
 
 from __future__ import annotations
@@ -117,17 +119,44 @@ def deltas(idx: dict) -> list[dict[str, Any]]:
     return rows
 
 
-def quant_tax(idx: dict, schemes: list[str]) -> list[dict[str, Any]]:
-    """Per (regularizer or none or "base", scheme): the tax on Y and, for regularizers, its
-    difference from none's tax (both paired over items, with CIs)."""
+def port_sides(idx: dict) -> list[str]:
+    """The sides of ported adapters ("port <variant> N=<n>"), in a stable order."""
+    return sorted({k[1] for k in idx if k[1].startswith("port ")})
+
+
+def ports(idx: dict) -> list[dict[str, Any]]:
+    """Per port side and recipe: the port's accuracy on Y, the recipe's Y oracle beside it, and
+    (for regularizers) the port's Δ against none's port of the same variant and N, with its CI."""
     rows = []
-    for who in ["base", NONE, *regularizers(idx)]:
+    for side in port_sides(idx):
+        ref = idx.get((NONE, side, None), {})
+        for who in [NONE, *regularizers(idx)]:
+            cells = idx.get((who, side, None), {})
+            rows.append(
+                {
+                    "side": side,
+                    "regularizer": who,
+                    "accuracy": _acc(cells),
+                    "oracle_y": _acc(idx.get((who, "y", None), {})),
+                    "vs_none": None if who == NONE else paired_diff(_paired(cells, ref)),
+                }
+            )
+    return rows
+
+
+def quant_tax(idx: dict, schemes: list[str], side: str = "y") -> list[dict[str, Any]]:
+    """Per (regularizer or none or "base", scheme): the tax on Y and, for regularizers, its
+    difference from none's tax (both paired over items, with CIs). `side` "y": the adapters
+    trained on Y; a port side: the ports (the base row is then left out)."""
+    rows = []
+    for who in ["base", NONE, *regularizers(idx)] if side == "y" else [NONE, *regularizers(idx)]:
         for scheme in schemes:
-            fp, q = idx.get((who, "y", None), {}), idx.get((who, "y", scheme), {})
+            y = "y" if who == "base" else side
+            fp, q = idx.get((who, y, None), {}), idx.get((who, y, scheme), {})
             tax = paired_diff(_paired(fp, q))
             row: dict[str, Any] = {"regularizer": who, "scheme": scheme, "tax": tax, "vs_none": None}
             if who not in ("base", NONE):
-                nfp, nq = idx.get((NONE, "y", None), {}), idx.get((NONE, "y", scheme), {})
+                nfp, nq = idx.get((NONE, side, None), {}), idx.get((NONE, side, scheme), {})
                 # (fp_reg − q_reg) − (fp_none − q_none) per item, as a − b with a = fp_reg + q_none
                 pairs = [(f + nq_, q_ + nf) for f, q_, nf, nq_ in _aligned(fp, q, nfp, nq)]
                 row["vs_none"] = paired_diff(pairs)

@@ -20,6 +20,11 @@ cells whose params carry "quant", computed by bench.quant_eval); the bases are e
 quantized too, for the waterfall. Records carry task, condition (base | adapter), side (x | y),
 regularizer, strength, seed and scheme (None: full precision).
 
+With `anchors` and `methods` (optional), each recipe's X adapter is also ported to Y by every
+method variant at each N (anchor adapters with the study's own recipe; the seed draws the anchor
+subset, as in a port study), and each port is evaluated on Y and on Y quantized per scheme: does a
+regularizer on X change how well X's adapter ports, and what does quantization cost a port?
+
 Its metrics are bench/recipe_metrics.py and its report report/recipe_report.py; both read stored
 records only. `loraport report` imports this module, so nothing torch-heavy is imported at its top.
 """
@@ -124,6 +129,45 @@ def plan_recipe_study(p: Planner, study: Study) -> None:
                             "eval": evaluate_quantized(p, task, key, scheme),
                             "train": key,
                         }
+                if study.methods:
+                    x_key = p.train("source", task, recipe)
+                    plan_ports(p, study, task, x_key, {**cond, "condition": "port"})
+
+
+def plan_ports(p: Planner, study: Study, task: str, x_key: str, cond: dict[str, Any]) -> None:
+    """Each method variant ports the X adapter `x_key` (one recipe's) to Y at each N, from the
+    seed's anchor subset (anchor adapters with the study's own recipe, as a port study trains them),
+    evaluated on Y and on Y quantized per scheme. Its side is "port <variant> N=<n>"."""
+    from loraport.bench.port_study import anchor_subset, port
+    from loraport.bench.spec import variant_name
+
+    seed = cond["seed"]
+    for n in study.n_anchors:
+        anchors = anchor_subset(study.anchors, n, seed, "all")
+        pairs = [(a, p.train("source", a), p.train("target", a)) for a in anchors]
+        for method, options in study.method_variants():
+            if options.get("k", 0) > n:
+                p.skipped.append(f"{variant_name(method, options)} at N={n}: K exceeds N")
+                continue
+            variant = variant_name(method, options)
+            key = port(p, method, options, task, x_key, pairs, seed, n)
+            side = f"port {variant} N={n}"
+            name = f"{task}__{cond['regularizer']}__s{seed}__{variant}__N{n}"
+            common = {
+                **cond,
+                "side": side,
+                "variant": variant,
+                "n_anchors": n,
+                "anchors": anchors,
+                "port": key,
+            }
+            p.conditions[name] = {**common, "scheme": None, "eval": p.evaluate("target", task, key)}
+            for scheme in study.schemes:
+                p.conditions[f"{name}__{scheme}"] = {
+                    **common,
+                    "scheme": scheme,
+                    "eval": evaluate_quantized(p, task, key, scheme),
+                }
 
 
 def recipe_study_report(run_dir: Path, meta: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:

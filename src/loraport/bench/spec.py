@@ -24,7 +24,7 @@ Keys (unknown keys are rejected with the closest valid one):
     chat_template: auto              # auto: each base's own chat template (raw without one); family; none
 
 A recipe_transfer study (bench/recipe_study.py) trains each regularizer on both bases instead of
-porting; it needs no anchors or methods, and names:
+porting; it needs no anchors or methods (given, each recipe's X adapter is also ported), and names:
 
     regularizers: {l2_delta: 0.1, entropy: null}   # name -> strength λ (null: the default); "none" is implied
     schemes: [int8_sym_tensor, awq_lite, ...]      # quantizers of the target base (loraport.quant)
@@ -171,8 +171,16 @@ class Study(BaseModel):
         for key in _KIND_FIELDS:
             if getattr(self, key) and self.kind not in _KIND_FIELDS[key]:
                 raise ValueError(f"{key}: only a {' or '.join(_KIND_FIELDS[key])} study uses it")
-        if self.kind == "recipe_transfer" and not self.regularizers:
-            raise ValueError("regularizers: a recipe_transfer study names at least one regularizer")
+        if self.kind == "recipe_transfer":
+            if not self.regularizers:
+                raise ValueError("regularizers: a recipe_transfer study names at least one regularizer")
+            if self.recipe.regularizer is not None:
+                raise ValueError(
+                    "recipe.regularizer: a recipe_transfer study names its regularizers under "
+                    "`regularizers` (its recipe is the unregularized reference)"
+                )
+            if self.methods and not self.anchors:
+                raise ValueError("methods: porting each recipe's adapter needs anchors; list them")
 
         self.anchors = list_tasks(role="anchor") if self.anchors == "all" else list(self.anchors)
         self.heldout = list_tasks(role="heldout") if self.heldout == "all" else list(self.heldout)

@@ -14,7 +14,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from loraport.bench.recipe_metrics import NONE, deltas, excludes_zero, index, quant_tax, waterfall
+from loraport.bench.recipe_metrics import (
+    NONE,
+    deltas,
+    excludes_zero,
+    index,
+    port_sides,
+    ports,
+    quant_tax,
+    waterfall,
+)
 from loraport.io import atomic_file
 
 
@@ -79,6 +88,18 @@ def claims(study: dict[str, Any], summary: dict[str, Any]) -> dict[str, list[str
                 f"A regularizer-dependent quant tax for {scheme}: every regularizer's difference from "
                 "none's tax is inside its CI (nor does that prove independence)."
             )
+    for side in dict.fromkeys(r["side"] for r in summary.get("ports", [])):
+        rows = [r for r in summary["ports"] if r["side"] == side and r["vs_none"] is not None]
+        moved = [r for r in rows if excludes_zero(r["vs_none"]["ci"])]
+        for r in moved:
+            word = "better" if r["vs_none"]["delta"] > 0 else "worse"
+            yes.append(
+                f"{r['regularizer']} on X ports {word} with {side}: Δ {_ci(r['vs_none'])} against none's port."
+            )
+        if rows and not moved:
+            no.append(
+                f"A regularizer effect on how well X's adapter ports with {side}: every Δ is inside its CI."
+            )
     if summary["missing"]:
         no.append(f"The {len(summary['missing'])} conditions without records (failed or not computed).")
     no.append(
@@ -86,6 +107,22 @@ def claims(study: dict[str, Any], summary: dict[str, Any]) -> dict[str, list[str
         f"{study.get('eval', {}).get('n', '?')} eval items per task."
     )
     return {"supports": yes, "does_not": no}
+
+
+def _tax_table(rows: list[dict[str, Any]], schemes: list[str]) -> list[str]:
+    """Regularizer × scheme: tax [CI], and below it the difference from none's tax."""
+    out = ["| regularizer | " + " | ".join(schemes) + " |", "|---|" + "---|" * len(schemes)]
+    by = {(r["regularizer"], r["scheme"]): r for r in rows}
+    for who in dict.fromkeys(r["regularizer"] for r in rows):
+        cells = []
+        for s in schemes:
+            r = by[(who, s)]
+            cell = _ci(r["tax"])
+            if r["vs_none"] is not None:
+                cell += f"<br>vs none {_ci(r['vs_none'])}"
+            cells.append(cell)
+        out.append(f"| {who if who != 'base' else 'base alone'} | " + " | ".join(cells) + " |")
+    return out
 
 
 def _figure(figures: list[str], name: str, alt: str) -> list[str]:
@@ -108,6 +145,8 @@ def recipe_report(run_dir: Path, meta: dict[str, Any], records: list[dict[str, A
         "deltas": deltas(idx),
         "quant_tax": quant_tax(idx, schemes),
         "waterfall": waterfall(idx, schemes),
+        "ports": ports(idx),
+        "port_quant_tax": {side: quant_tax(idx, schemes, side) for side in port_sides(idx)},
         "missing": sorted(r["name"] for r in records if "missing" in r),
     }
     summary["sign_changes"] = [r["regularizer"] for r in summary["deltas"] if r["verdict"] == "sign change"]
@@ -161,19 +200,8 @@ def markdown(
         "Positive: quantizing the base costs accuracy. Each cell: tax [95% CI]; below it, the "
         "difference from none's tax.",
         "",
-        "| regularizer | " + " | ".join(schemes) + " |",
-        "|---|" + "---|" * len(schemes),
     ]
-    by = {(r["regularizer"], r["scheme"]): r for r in summary["quant_tax"]}
-    for who in dict.fromkeys(r["regularizer"] for r in summary["quant_tax"]):
-        cells = []
-        for s in schemes:
-            r = by[(who, s)]
-            cell = _ci(r["tax"])
-            if r["vs_none"] is not None:
-                cell += f"<br>vs none {_ci(r['vs_none'])}"
-            cells.append(cell)
-        out.append(f"| {who if who != 'base' else 'base alone'} | " + " | ".join(cells) + " |")
+    out += _tax_table(summary["quant_tax"], schemes)
     out += _figure(figures, "recipe_quant_tax.png", "quant tax")
     out += [
         "",
@@ -193,6 +221,24 @@ def markdown(
     out += ["", '(The "base only" row\'s quantized columns are the quantized base alone.)']
     out += _figure(figures, "recipe_waterfall.png", "waterfall")
     out += [""]
+    if summary["ports"]:
+        out += [
+            "## Ports of each recipe's X adapter to Y",
+            "",
+            "Does a regularizer on X change how well X's adapter ports? Accuracy on Y of the port; "
+            "the recipe's Y oracle beside it; Δ against none's port of the same variant [95% CI].",
+            "",
+            "| port | recipe | accuracy on Y | Y oracle | Δ vs none's port |",
+            "|---|---|---|---|---|",
+        ]
+        out += [
+            f"| {r['side']} | {r['regularizer']} | {_f(r['accuracy'])} | {_f(r['oracle_y'])} | "
+            f"{_ci(r['vs_none'])} |"
+            for r in summary["ports"]
+        ]
+        for side, rows in summary["port_quant_tax"].items():
+            out += ["", f"Quant tax of the ports ({side}):", "", *_tax_table(rows, schemes)]
+        out += [""]
     out += ["## What this supports / what it does not", "", "Supports:", ""]
     out += [f"- {c}" for c in summary["claims"]["supports"]] or ["- nothing: every effect is inside its CI"]
     out += ["", "Does not support:", ""]
