@@ -39,6 +39,17 @@ def calibration_texts(task: str, n: int, seed: int, eval_n: int, eval_seed: int)
     return [it.prompt + it.completion() for it in items]
 
 
+def quantize_and_merge(model, scheme, adapter=None, calibration=None):
+    """Fake-quantize `model`'s linears with `scheme` (a name or quantizer; `calibration`: inputs
+    per linear for calibrated schemes), *then* merge `adapter` in full precision, so each weight
+    becomes Q(W) + ΔW. Returns (per-module QuantStats, the adapter's provenance or None)."""
+    from loraport.evaluate.merge import merge_adapter
+    from loraport.quant import quantize_model
+
+    stats = quantize_model(model, scheme, calibration=calibration)
+    return stats, (merge_adapter(model, adapter) if adapter is not None else None)
+
+
 def quantized_eval(
     base: str,
     task: str,
@@ -52,10 +63,9 @@ def quantized_eval(
     """The EvalResult of `base` quantized with `scheme` (+ `adapter`, full precision) on `task`."""
     import torch
 
-    from loraport.evaluate.merge import merge_adapter
     from loraport.evaluate.run import evaluate_items
     from loraport.models import load_model
-    from loraport.quant import calibration_batches, collect_inputs, get_quantizer, quantize_model
+    from loraport.quant import calibration_batches, collect_inputs, get_quantizer
     from loraport.tasks import resolve_task
     from loraport.tasks.base import warn_if_small
 
@@ -69,8 +79,7 @@ def quantized_eval(
         cal = calibration or {"n": 32, "seed": 0}
         texts = calibration_texts(task, cal["n"], cal["seed"], n, seed)
         inputs = collect_inputs(model, calibration_batches(tokenizer, texts))
-    stats = quantize_model(model, quant, calibration=inputs)
-    adapter_prov = merge_adapter(model, adapter) if adapter is not None else None
+    stats, adapter_prov = quantize_and_merge(model, quant, adapter, inputs)
     cap = t.available("eval")
     items = t.items("eval", n if cap is None else min(n, cap), seed=seed)
     warn_if_small(t, len(items))
