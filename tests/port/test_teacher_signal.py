@@ -28,7 +28,6 @@ from loraport.port.teacher_signal import (
     self_consistent,
     token_weights,
 )
-from loraport.port.weighted_train import train_weighted
 from loraport.train import Recipe, train_lora
 from loraport.train.lora import train_on_items
 
@@ -146,7 +145,7 @@ def test_unit_weights_train_as_plain_imitation(kit):
     plain = train_on_items(model, tok, items, recipe, progress=False, steps=3)
     n_end = len(chat_format(tok).answer_end)
     ones = [[1.0] * (len(tok(it.answer, add_special_tokens=False)["input_ids"]) + n_end) for it in items]
-    weighted = train_weighted(model, tok, items, ones, recipe, steps=3)
+    weighted = train_on_items(model, tok, items, recipe, progress=False, steps=3, weights=ones)
     assert weighted.losses == pytest.approx(plain.losses, rel=1e-4)
     for m, f in plain.modules.items():
         assert torch.allclose(weighted.modules[m].dense(), f.dense(), atol=1e-5)

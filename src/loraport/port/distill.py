@@ -88,10 +88,11 @@ def distill_port(
             trained = train_on_items(model, tokenizer, items, recipe, what="distill", **budget)
         else:
             from loraport.port.teacher_signal import excess_by_item, token_weights
-            from loraport.port.weighted_train import train_weighted
 
             weights = token_weights(tokenizer, items, excess_by_item(answers, excess), weight_floor)
-            trained = train_weighted(model, tokenizer, items, weights, recipe, what="distill", **budget)
+            trained = train_on_items(
+                model, tokenizer, items, recipe, what="distill", weights=weights, **budget
+            )
             signal = {"weighting": "excess", "weight_floor": weight_floor, **weight_stats(weights)}
         modules, taken, train_seconds = trained.modules, trained.steps, round(trained.seconds, 3)
         outcome = {"final_loss": round(trained.losses[-1], 5)}

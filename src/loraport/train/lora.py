@@ -33,7 +33,7 @@ from loraport.models.chat import chat_format
 from loraport.tasks import Item, Task, resolve_task
 from loraport.train.data import collate, encode_examples
 from loraport.train.loop import run_steps
-from loraport.train.loss import answer_loss, bucketed_order, use_answer_loss
+from loraport.train.loss import answer_loss, bucketed_order, use_answer_loss, weighted_loss
 from loraport.train.recipe import Recipe
 from loraport.train.regularizers import Bound
 
@@ -82,9 +82,14 @@ def train_on_items(
     init: dict[str, LowRank] | None = None,
     steps: int | None = None,
     seconds: float | None = None,
+    weights: Sequence[Sequence[float]] | None = None,
 ) -> Trained:
     """Wrap `model` with a fresh LoRA (or one starting from `init`), train it, unwrap it again.
     The base model's own weights are left untouched.
+
+    `weights` (distill's token weighting) gives item i one weight per token its loss covers (answer
+    tokens, then end-of-answer tokens); the loss is then Σ w·CE / number of tokens, which unit weights
+    make the plain mean cross-entropy.
 
     A compute budget replaces the recipe's epochs: `steps` optimiser steps (the learning-rate
     schedule spans them; items are revisited in fresh seeded orders as needed), and/or a wall-clock
@@ -93,6 +98,12 @@ def train_on_items(
     from peft import LoraConfig, get_peft_model
 
     examples = encode_examples(tokenizer, items, recipe.max_length, what)
+    if weights is not None:
+        for (ids, n_prompt), w, it in zip(examples, weights, items, strict=True):
+            if len(w) != len(ids) - n_prompt:
+                raise TaskError(
+                    f"{what}: item {it.id} has {len(ids) - n_prompt} answer tokens but {len(w)} weights"
+                )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     targets = list(recipe.target_modules or default_targets(model.config))
     torch.manual_seed(recipe.seed)
@@ -120,7 +131,9 @@ def train_on_items(
 
     device = module_device(model)
     loss_fn = None
-    if use_answer_loss(peft_model, recipe.answer_logits):
+    if weights is not None:
+        loss_fn = weighted_loss
+    elif use_answer_loss(peft_model, recipe.answer_logits):
 
         def loss_fn(m: torch.nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
             return answer_loss(m, b["input_ids"], b["attention_mask"], b["labels"])
@@ -133,7 +146,13 @@ def train_on_items(
     def batches(step: int) -> dict[str, torch.Tensor]:
         epoch, k = divmod(step, spe)
         idx = orders[epoch][k * recipe.batch : (k + 1) * recipe.batch]
-        return to_device(collate([examples[i] for i in idx], pad), device)
+        b = collate([examples[i] for i in idx], pad)
+        if weights is not None:
+            b["weights"] = torch.zeros(b["labels"].shape, dtype=torch.float32)
+            for row, i in enumerate(idx):
+                ids, n_prompt = examples[i]
+                b["weights"][row, n_prompt : len(ids)] = torch.tensor(weights[i], dtype=torch.float32)
+        return to_device(b, device)
 
     snapshots: list[dict[str, LowRank]] = []
     losses: list[float] = []

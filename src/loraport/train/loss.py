@@ -75,6 +75,16 @@ def answer_loss(
     return F.cross_entropy(logits.float(), labels[rows, cols + 1])
 
 
+def weighted_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Σ_t w_t · CE_t over the labelled tokens / their number (labels −100 elsewhere; `weights` holds
+    one weight per label position). With every w_t = 1 it is the mean token cross-entropy."""
+    labels, w = batch["labels"], batch["weights"]
+    rows, cols = (labels[:, 1:] != -100).nonzero(as_tuple=True)
+    logits = logits_at(model, batch["input_ids"], batch["attention_mask"], rows, cols)
+    ce = F.cross_entropy(logits.float(), labels[rows, cols + 1], reduction="none")
+    return (ce * w[rows, cols + 1]).sum() / len(ce)
+
+
 def bucketed_order(lengths: Sequence[int], batch: int, seed: Sequence[int], window: int = 16) -> np.ndarray:
     """A seeded order in which consecutive `batch`-sized slices hold examples of similar length: a
     random permutation is cut into windows of `window` batches, each window is sorted by length, and
