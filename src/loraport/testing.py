@@ -269,3 +269,29 @@ def _tensor_order(name: str) -> tuple[int, str]:
     parts = name.split(".")
     layer = int(parts[2]) if len(parts) > 2 and parts[1] == "layers" and parts[2].isdigit() else -1
     return (layer, name)
+
+
+def write_run_meta(root: str | Path, study: Any, plan: Any) -> Path:
+    """The run.json of a study run made by hand (records written by a test, nothing computed), so
+    that `build_report(root)` can render it: the study, its plan's fingerprints and skipped cells, and
+    empty provenance. Returns the path written."""
+    import json
+
+    meta = {
+        "study": study.model_dump(mode="json"),
+        "loraport_version": "test",
+        "python": "3",
+        "torch": None,
+        "bases": plan.fingerprints,
+        "executor": "local",
+        "workers": 1,
+        "device": "cpu",
+        "seconds": 0.0,
+        "stage_seconds": {},
+        "cells": {},
+        "computed": {},
+        "skipped": plan.skipped,
+    }
+    path = Path(root) / "run.json"
+    path.write_text(json.dumps(meta))
+    return path

@@ -11,6 +11,7 @@ import pytest
 from loraport.bench.answers import answer_shares, choice_summary, wilson_interval
 from loraport.bench.plan import make_plan
 from loraport.bench.spec import Study
+from loraport.testing import write_run_meta
 
 N = 30
 GOLD = ["A", "B", "C"] * (N // 3)  # gold letters: a third each
@@ -64,22 +65,7 @@ def choice_run(root: Path) -> Path:
         key = cond["variant"] if cond["condition"] == "method" else cond["condition"]
         rec = _record(name, cond, ANSWERS[key])
         (root / "records" / f"{name}.json").write_text(json.dumps(rec))
-    meta = {
-        "study": study.model_dump(mode="json"),
-        "loraport_version": "test",
-        "python": "3",
-        "torch": None,
-        "bases": plan.fingerprints,
-        "executor": "local",
-        "workers": 1,
-        "device": "cpu",
-        "seconds": 0.0,
-        "stage_seconds": {},
-        "cells": {},
-        "computed": {},
-        "skipped": plan.skipped,
-    }
-    (root / "run.json").write_text(json.dumps(meta))
+    write_run_meta(root, study, plan)
     return root
 
 

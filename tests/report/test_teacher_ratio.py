@@ -13,6 +13,7 @@ from loraport.bench.metrics import task_rows
 from loraport.bench.plan import make_plan
 from loraport.bench.spec import Study
 from loraport.bench.teacher_ratio import teacher_ratio, teacher_ratios
+from loraport.testing import write_run_meta
 
 GR = "global_ridge"
 N = 10
@@ -63,22 +64,7 @@ def hand_made_run(root: Path) -> Path:
             "primary": "exact",
         }
         (root / "records" / f"{name}.json").write_text(json.dumps(record))
-    meta = {
-        "study": study.model_dump(mode="json"),
-        "loraport_version": "test",
-        "python": "3",
-        "torch": None,
-        "bases": plan.fingerprints,
-        "executor": "local",
-        "workers": 1,
-        "device": "cpu",
-        "seconds": 0.0,
-        "stage_seconds": {},
-        "cells": {},
-        "computed": {},
-        "skipped": plan.skipped,
-    }
-    (root / "run.json").write_text(json.dumps(meta))
+    write_run_meta(root, study, plan)
     return root
 
 
