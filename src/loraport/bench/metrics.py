@@ -119,18 +119,9 @@ def aggregate(records: list[dict[str, Any]], threshold: float, seed: int = 0) ->
                     "gap_recovered": float(np.mean(list(gaps.values()))),
                     "seeds": sorted(gaps),
                 }
-                idx = rng.integers(0, len(cb), size=(BOOTSTRAP, len(cb)))
-                b_, o_ = cb[idx].mean(1), co[idx].mean(1)
-                m_ = np.mean([cm[idx].mean(1) for cm in cms], axis=0)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    boot_parts.append((m_ - b_) / (o_ - b_))
+                boot_parts.append(bootstrap_ratio(rng, cb, co, cms))
         seed_means = [float(np.mean(v)) for v in per_seed.values() if v]
-        ci = None
-        if boot_parts:
-            boot = np.mean(boot_parts, axis=0)
-            boot = boot[np.isfinite(boot)]
-            if len(boot):
-                ci = [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]
+        ci = percentile_ci(boot_parts)
         out.append(
             {
                 "variant": variant,
@@ -147,6 +138,36 @@ def aggregate(records: list[dict[str, Any]], threshold: float, seed: int = 0) ->
             }
         )
     return out
+
+
+def bootstrap_ratio(
+    rng: np.random.Generator,
+    base: np.ndarray,
+    ref: np.ndarray,
+    methods: list[np.ndarray],
+    positive_only: bool = False,
+) -> np.ndarray:
+    """BOOTSTRAP paired resamples of one task's items of (method − base) / (ref − base): per-item
+    correctness of base Y, the reference (the oracle for gap_recovered, the teacher for the teacher
+    ratio) and the method (its seeds averaged). Undefined draws are inf/nan, or nan wherever
+    ref ≤ base with `positive_only`."""
+    idx = rng.integers(0, len(base), size=(BOOTSTRAP, len(base)))
+    b_, r_ = base[idx].mean(1), ref[idx].mean(1)
+    m_ = np.mean([cm[idx].mean(1) for cm in methods], axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if positive_only:
+            return np.where(r_ - b_ > 1e-12, (m_ - b_) / (r_ - b_), np.nan)
+        return (m_ - b_) / (r_ - b_)
+
+
+def percentile_ci(parts: list[np.ndarray]) -> list[float] | None:
+    """95% percentile interval of the per-task bootstrap draws averaged across tasks (draws that are
+    not finite dropped); None without any."""
+    if not parts:
+        return None
+    boot = np.mean(parts, axis=0)
+    boot = boot[np.isfinite(boot)]
+    return [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))] if len(boot) else None
 
 
 def parse_failures(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from loraport.bench.metrics import BOOTSTRAP, correct, index, is_control
+from loraport.bench.metrics import bootstrap_ratio, correct, index, is_control, percentile_ci
 
 
 def teacher_ratio(acc: float | None, base: float | None, teacher: float | None) -> float | None:
@@ -111,18 +111,9 @@ def teacher_ratios(
                 continue
             for s, r in ratios.items():
                 per_seed[s].append(r)
-            idx = rng.integers(0, len(cb), size=(BOOTSTRAP, len(cb)))
-            b_, t_ = cb[idx].mean(1), ct[idx].mean(1)
-            m_ = np.mean([cm[idx].mean(1) for cm in cms], axis=0)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                boot_parts.append(np.where(t_ - b_ > 1e-12, (m_ - b_) / (t_ - b_), np.nan))
+            boot_parts.append(bootstrap_ratio(rng, cb, ct, cms, positive_only=True))
         seed_means = [float(np.mean(v)) for v in per_seed.values() if v]
-        ci = None
-        if boot_parts:
-            boot = np.mean(boot_parts, axis=0)
-            boot = boot[np.isfinite(boot)]
-            if len(boot):
-                ci = [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]
+        ci = percentile_ci(boot_parts)
         out.append(
             {
                 "variant": variant,
