@@ -34,13 +34,16 @@ BY_DOMAIN = {d: list_tasks(domain=d) for d in ("math", "code", "science")}
 
 def test_counts_and_roles():
     # few-shot variants (math_add@2shot) are registered on first use, e.g. by test_fewshot
-    anchors, heldout = ([n for n in list_tasks(role=r) if "@" not in n] for r in ("anchor", "heldout"))
+    anchors, heldout, procedural = (
+        [n for n in list_tasks(role=r) if "@" not in n] for r in ("anchor", "heldout", "procedural")
+    )
     assert len(anchors) >= 16
     assert len(heldout) >= 6
     for domain, names in BY_DOMAIN.items():
         assert len([n for n in names if get_task(n).role == "heldout"]) >= 2, domain
         assert len([n for n in names if get_task(n).role == "anchor"]) >= 4, domain
-    assert sorted(anchors + heldout) == ALL
+    assert len(procedural) >= 3  # tasks with a procedure block (tasks.procedure)
+    assert sorted(anchors + heldout + procedural) == ALL
 
 
 @pytest.mark.parametrize("name", ALL)

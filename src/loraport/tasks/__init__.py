@@ -8,7 +8,7 @@ knowledge base and the pretraining corpus. No model code.
     from loraport.tasks import load_jsonl_task, pretraining_corpus
 """
 
-from loraport.tasks import code, math, science  # noqa: F401  (importing registers the tasks)
+from loraport.tasks import code, math, procedure, science  # noqa: F401  (importing registers the tasks)
 from loraport.tasks.base import (
     CHOICE_SCORERS,
     KNOWN_SCORERS,

@@ -30,7 +30,9 @@ from loraport.tasks.item import Item
 Split = Literal["train", "eval"]
 SPLITS: tuple[str, ...] = ("train", "eval")
 DOMAINS: tuple[str, ...] = ("math", "code", "science", "other")
-ROLES: tuple[str, ...] = ("anchor", "heldout")
+#: "procedural": a task that carries a procedure block (tasks.procedure); kept out of the anchor and
+#: held-out lists, so `anchors: all` / `heldout: all` studies plan what they planned before.
+ROLES: tuple[str, ...] = ("anchor", "heldout", "procedural")
 
 KNOWN_SCORERS: frozenset[str] = frozenset(
     {"numeric_strict", "numeric_flexible", "exact_match", "choice_letter", "loglik_choice", "code_exec"}
@@ -88,8 +90,9 @@ class Draft(NamedTuple):
 class Task:
     """A named task. `scorers[0]` is the primary scorer, the rest are alternates that also apply.
 
-    `role` is a hint for studies ("anchor" or "heldout"); `related` names the anchors a held-out
-    task is built to be near.
+    `role` is a hint for studies ("anchor", "heldout" or "procedural"); `related` names the anchors
+    a held-out task is built to be near; `procedure` is a short step-by-step method for the skill
+    (a procedural task's; `<task>@procedure` puts it before every prompt, see tasks.procedure).
     """
 
     name: str
@@ -98,6 +101,7 @@ class Task:
     description: str
     scorers: tuple[str, ...]
     related: tuple[str, ...] = ()
+    procedure: str = ""
 
     def __post_init__(self) -> None:
         if self.domain not in DOMAINS:
@@ -194,14 +198,16 @@ def register(task: Task) -> Task:
 def get_task(name: str) -> Task:
     """The registered task called `name`; TaskError (with the closest name) when there is none.
     `<task>@<k>shot` names a few-shot variant of a registered task (`loraport.tasks.fewshot`),
+    `<task>@procedure` its procedure variant (`loraport.tasks.procedure`),
     made on first use and kept apart from the registry, so that `list_tasks` (and a study's
     `anchors: all`) never depends on which variants a process happened to ask for."""
     if name not in TASKS:
         variant = _VARIANTS.get(name)
         if variant is None:
             from loraport.tasks.fewshot import fewshot_task
+            from loraport.tasks.procedure import procedure_task
 
-            variant = fewshot_task(name)
+            variant = fewshot_task(name) or procedure_task(name)
             if variant is not None:
                 _VARIANTS[name] = variant
         if variant is not None:
