@@ -28,6 +28,11 @@ porting; it needs no anchors or methods (given, each recipe's X adapter is also 
 
     regularizers: {l2_delta: 0.1, entropy: null}   # name -> strength λ (null: the default); "none" is implied
     schemes: [int8_sym_tensor, awq_lite, ...]      # quantizers of the target base (loraport.quant)
+
+A snapshots study (bench/snapshot_study.py) ports the held-out X adapters' per-epoch checkpoints:
+
+    snapshots: [1, 3, 6]           # epochs of the X adapter to port (1..recipe.epochs)
+    anchor_snapshots: [1, 6]       # optional: epochs of the anchor adapters (default: the last)
 """
 
 from __future__ import annotations
@@ -113,6 +118,12 @@ class Study(BaseModel):
     schemes: list[str] = Field(
         default_factory=list, description="recipe_transfer: quantization schemes of the target base"
     )
+    snapshots: list[int] = Field(
+        default_factory=list, description="snapshots: epochs of the X adapters to port (1..recipe.epochs)"
+    )
+    anchor_snapshots: list[int] = Field(
+        default_factory=list, description="snapshots: epochs of the anchor adapters (default: the last)"
+    )
 
     @model_serializer(mode="wrap")
     def _drop_unused(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -152,6 +163,29 @@ class Study(BaseModel):
         if len(set(v)) < len(v):
             raise ValueError(f"{next(x for x in v if v.count(x) > 1)!r} is listed twice")
         return v
+
+    @model_validator(mode="after")
+    def _snapshot_epochs(self) -> Study:
+        for key in ("snapshots", "anchor_snapshots"):
+            epochs = getattr(self, key)
+            for e in epochs:
+                if not 1 <= e <= self.recipe.epochs:
+                    raise ValueError(
+                        f"{key}: snapshot epoch {e} does not exist (the recipe trains {self.recipe.epochs} "
+                        f"epochs, so checkpoints are epochs 1..{self.recipe.epochs})"
+                    )
+            if len(set(epochs)) < len(epochs):
+                raise ValueError(
+                    f"{key}: epoch {next(e for e in epochs if epochs.count(e) > 1)} is listed twice"
+                )
+        if self.kind == "snapshots":
+            if not self.snapshots:
+                raise ValueError("snapshots: a snapshots study lists at least one epoch to port")
+            if not self.methods or not self.anchors:
+                raise ValueError(
+                    "methods: a snapshots study ports with at least one method and needs anchors"
+                )
+        return self
 
     @field_validator("n_anchors", "seeds")
     @classmethod
@@ -263,6 +297,8 @@ class Study(BaseModel):
 _KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "regularizers": ("recipe_transfer",),
     "schemes": ("recipe_transfer",),
+    "snapshots": ("snapshots",),
+    "anchor_snapshots": ("snapshots",),
 }
 
 

@@ -1,0 +1,122 @@
+"""The snapshots study: which checkpoint of an X adapter ports best, early or late? (issue 20)
+
+    name: snapshots
+    kind: snapshots
+    source: tiny-qwen2-x
+    target: tiny-llama-y
+    anchors: [math_add, ...]
+    heldout: [math_sum_more]
+    methods: {global_ridge: {}}
+    n_anchors: [4]
+    recipe: {epochs: 6, ...}
+    snapshots: [1, 3, 6]            # X adapter epochs to port (early / middle / late)
+    anchor_snapshots: [1, 6]        # optional: anchor adapters' epochs (default: the last)
+
+    loraport bench studies/snapshots.yaml --out runs/snapshots
+
+The trainer keeps a checkpoint per epoch (train_lora writes `checkpoints/epoch-K/` inside the
+train cell's adapter folder), so a snapshot is no cell of its own: it is the folder
+`<train key>/checkpoints/epoch-K` of the store, addressed like an adapter key (SNAPSHOT). The last
+epoch is the train cell itself, so the late snapshot's ports are the very cells a port study with
+the same recipe, anchors and seeds computes (and reuses from a shared cache).
+
+Per held-out task: the target base alone (base_y), Y's own adapter (oracle_y, the last epoch), the
+source base alone (base_x); per X snapshot its accuracy on X (x_snapshot); per seed, N, method
+variant, X snapshot and anchor snapshot, the port evaluated on Y (port). Records carry epoch and
+anchor_epoch. Metrics and report: report/snapshot_report.py (stored records only).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loraport.bench.kinds import STUDY_KINDS, StudyKind
+
+if TYPE_CHECKING:
+    from loraport.bench.plan import Planner
+    from loraport.bench.spec import Study
+
+#: Where epoch K of a train cell's adapter lives in the store, relative to the adapters folder.
+SNAPSHOT = "{key}/checkpoints/epoch-{epoch}"
+
+
+def snapshot(train_key: str, epoch: int, epochs: int) -> str:
+    """The store key of a train cell's adapter at `epoch` (the train key itself at the last)."""
+    return train_key if epoch == epochs else SNAPSHOT.format(key=train_key, epoch=epoch)
+
+
+def plan_snapshot_study(p: Planner, study: Study) -> None:
+    from loraport.bench.port_study import anchor_subset, port
+    from loraport.bench.spec import variant_name
+    from loraport.tasks import get_task
+
+    epochs = study.recipe.epochs
+    anchor_epochs = study.anchor_snapshots or [epochs]
+    for task in study.heldout:
+        common = {"task": task, "domain": get_task(task).domain}
+        p.conditions[f"{task}__base_y"] = {
+            **common,
+            "condition": "base_y",
+            "eval": p.evaluate("target", task, None),
+        }
+        p.conditions[f"{task}__base_x"] = {
+            **common,
+            "condition": "base_x",
+            "eval": p.evaluate("source", task, None),
+        }
+        oracle = p.train("target", task)
+        p.conditions[f"{task}__oracle_y"] = {
+            **common,
+            "condition": "oracle_y",
+            "eval": p.evaluate("target", task, oracle),
+            "train": oracle,
+        }
+        x_train = p.train("source", task)
+        for e in study.snapshots:
+            x_key = snapshot(x_train, e, epochs)
+            p.conditions[f"{task}__x__e{e}"] = {
+                **common,
+                "condition": "x_snapshot",
+                "epoch": e,
+                "eval": p.evaluate("source", task, x_key),
+                "train": x_train,
+            }
+        for n in study.n_anchors:
+            for seed in study.seeds:
+                anchors = anchor_subset(study.anchors, n, seed, "all")
+                trains = [(a, p.train("source", a), p.train("target", a)) for a in anchors]
+                for ae in anchor_epochs:
+                    pairs = [(a, snapshot(kx, ae, epochs), snapshot(ky, ae, epochs)) for a, kx, ky in trains]
+                    for method, options in study.method_variants():
+                        if options.get("k", 0) > n:
+                            p.skipped.append(f"{variant_name(method, options)} at N={n}: K exceeds N")
+                            continue
+                        variant = variant_name(method, options)
+                        for e in study.snapshots:
+                            key = port(p, method, options, task, snapshot(x_train, e, epochs), pairs, seed, n)
+                            p.conditions[f"{task}__{variant}__N{n}__s{seed}__e{e}__a{ae}"] = {
+                                **common,
+                                "condition": "port",
+                                "variant": variant,
+                                "n_anchors": n,
+                                "seed": seed,
+                                "anchors": anchors,
+                                "epoch": e,
+                                "anchor_epoch": ae,
+                                "eval": p.evaluate("target", task, key),
+                                "port": key,
+                            }
+
+
+def snapshot_study_report(
+    run_dir: Path, meta: dict[str, Any], records: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The snapshots report (report.snapshot_report): per snapshot X accuracy, ported Y accuracy and
+    gap_recovered with CIs, and the finding lines the CIs support."""
+    from loraport.report.snapshot_report import snapshot_report
+
+    return snapshot_report(run_dir, meta, records)
+
+
+STUDY_KINDS.add("snapshots", StudyKind(plan=plan_snapshot_study, report=snapshot_study_report))
