@@ -131,3 +131,17 @@ def test_a_map_is_hashed_until_it_passes_and_again_once_edited(anchor_set, tmp_p
     with pytest.raises(MapError, match=r"tensors\.sha256"):
         apply_map(FittedMap.load(tmp_path / "copy"), anchor_set.parent / "x" / "held", tmp_path / "o2")
     assert not (tmp_path / "o2").exists()
+
+
+@pytest.mark.parametrize("method", ["global_ridge", "topk_pertensor_ridge"])
+def test_a_port_reads_each_packed_tensor_once(anchor_set, tmp_path, method, monkeypatch):
+    _, fm = _fit(anchor_set, method)
+    loaded = FittedMap.load(fm.save(tmp_path / "map"))
+    seen = []
+    get = loaded.tensors.get
+    monkeypatch.setattr(loaded.tensors, "get", lambda name: seen.append(name) or get(name))
+    apply_map(loaded, anchor_set.parent / "x" / "held", tmp_path / "o")
+    packed = [n for n in loaded.tensors.names() if not n.startswith("state/")]
+    assert sorted(seen) == sorted(packed)  # every packed tensor, each once
+    sides = [n[0] for n in seen]
+    assert sides == sorted(sides)  # the source section ("s/..."), then the target section ("t/...")
