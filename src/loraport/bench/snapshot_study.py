@@ -23,7 +23,8 @@ the same recipe, anchors and seeds computes (and reuses from a shared cache).
 Per held-out task: the target base alone (base_y), Y's own adapter (oracle_y, the last epoch), the
 source base alone (base_x); per X snapshot its accuracy on X (x_snapshot); per seed, N, method
 variant, X snapshot and anchor snapshot, the port evaluated on Y (port). Records carry epoch and
-anchor_epoch. Metrics and report: report/snapshot_report.py (stored records only).
+anchor_epoch, and "snapshot": the X adapter's store key (`<train key>/checkpoints/epoch-K`;
+the record's provenance.adapter names only the folder's last part for a snapshot). Metrics and report: report/snapshot_report.py (stored records only).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def plan_snapshot_study(p: Planner, study: Study) -> None:
                 **common,
                 "condition": "x_snapshot",
                 "epoch": e,
+                "snapshot": x_key,
                 "eval": p.evaluate("source", task, x_key),
                 "train": x_train,
             }
@@ -104,6 +106,7 @@ def plan_snapshot_study(p: Planner, study: Study) -> None:
                                 "anchors": anchors,
                                 "epoch": e,
                                 "anchor_epoch": ae,
+                                "snapshot": snapshot(x_train, e, epochs),
                                 "eval": p.evaluate("target", task, key),
                                 "port": key,
                             }
