@@ -25,9 +25,10 @@ def verify_cmd(
 
     info = verify_map(map_dir, anchors=anchors)
     checked = f", {info['anchors_checked']} anchor adapters match" if anchors is not None else ""
+    size = sum(f.stat().st_size for f in Path(map_dir).iterdir()) / 1e6  # as `loraport fit` reports it
     console.print(
         f"ok: {info['method']} map {info['source_base']} → {info['target_base']}, N={info['n']}, "
-        f"{info['bytes'] / 1e6:.1f} MB, content sha256 {info['content_sha256'][:16]}…{checked}",
+        f"{size:.1f} MB, content sha256 {info['content_sha256'][:16]}…{checked}",
         highlight=False,
         soft_wrap=True,
     )
