@@ -57,4 +57,4 @@ STUDY_KINDS: Registry[StudyKind] = Registry("study kind", LoraportError)
 
 
 # Study kinds register themselves when imported (a new kind: one module, imported here).
-from loraport.bench import port_study, recipe_study, snapshot_study  # noqa: E402, F401  (registration)
+from loraport.bench import port_study, recipe_study, snapshot_study, tiers_study  # noqa: E402, F401  (registration)

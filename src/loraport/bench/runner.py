@@ -37,7 +37,7 @@ def plan_study(study: Study, device: str = "cpu", build: bool = True) -> Plan:
     from loraport.models import resolve_model
     from loraport.zoo import build_many, is_built, zoo_specs
 
-    bases = (study.source, study.target)
+    bases = tuple(dict.fromkeys((study.source, study.target, *study.tiers)))  # tiers: a tiers study
     unbuilt = [s for s in bases if s in zoo_specs() and not is_built(s)]
     if build:
         build_many(unbuilt)  # where cores allow, at once

@@ -29,6 +29,11 @@ porting; it needs no anchors or methods (given, each recipe's X adapter is also 
     regularizers: {l2_delta: 0.1, entropy: null}   # name -> strength λ (null: the default); "none" is implied
     schemes: [int8_sym_tensor, awq_lite, ...]      # quantizers of the target base (loraport.quant)
 
+A tiers study (bench/tiers_study.py) compares capacity tiers of one family (the target is one of
+them) on tasks with a procedure block:
+
+    tiers: [tiny-llama-s, tiny-llama-y, tiny-llama-l]   # smallest first
+
 A snapshots study (bench/snapshot_study.py) ports the held-out X adapters' per-epoch checkpoints:
 
     snapshots: [1, 3, 6]           # epochs of the X adapter to port (1..recipe.epochs)
@@ -117,6 +122,10 @@ class Study(BaseModel):
     )
     schemes: list[str] = Field(
         default_factory=list, description="recipe_transfer: quantization schemes of the target base"
+    )
+    tiers: list[str] = Field(
+        default_factory=list,
+        description="tiers: target bases of one family at several capacities, smallest first",
     )
     snapshots: list[int] = Field(
         default_factory=list, description="snapshots: epochs of the X adapters to port (1..recipe.epochs)"
@@ -230,6 +239,8 @@ class Study(BaseModel):
         both = sorted(set(self.anchors) & set(self.heldout))
         if both:
             raise ValueError(f"held-out task {both[0]!r} is also an anchor")
+        if self.kind == "tiers":
+            _check_tiers(self)
         pools = {}
         for name, pool in self.pools.items():
             if pool == "all":
@@ -299,7 +310,32 @@ _KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "schemes": ("recipe_transfer",),
     "snapshots": ("snapshots",),
     "anchor_snapshots": ("snapshots",),
+    "tiers": ("tiers",),
 }
+
+
+def _check_tiers(study: Study) -> None:
+    """A tiers study (bench/tiers_study.py): two or more distinct tiers, the target one of them,
+    every held-out task with a procedure block, and anchors when it ports."""
+    from loraport.tasks import get_task
+
+    if len(study.tiers) < 2:
+        got = f"only {study.tiers[0]!r}" if study.tiers else "none"
+        raise ValueError(f"tiers: a tiers study compares at least two capacity tiers (got {got})")
+    if len(set(study.tiers)) < len(study.tiers):
+        raise ValueError(
+            f"tiers: {next(t for t in study.tiers if study.tiers.count(t) > 1)!r} is listed twice"
+        )
+    if study.target not in study.tiers:
+        raise ValueError(f"target: {study.target!r} is not one of the tiers ({', '.join(study.tiers)})")
+    for task in study.heldout:
+        if not get_task(task).procedure:
+            raise ValueError(
+                f"heldout: task {task!r} carries no procedure block (a tiers study compares plain "
+                "and procedure prompts; see tasks.procedure)"
+            )
+    if study.methods and not study.anchors:
+        raise ValueError("methods: porting to each tier needs anchors; list them")
 
 
 def variant_name(method: str, options: dict[str, Any]) -> str:
