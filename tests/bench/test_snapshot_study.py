@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from loraport.bench import StudyError, load_study, run_study
+from loraport.bench.fewstep_study import run_fewsteps
 from loraport.bench.plan import make_plan
 from loraport.report.snapshot_report import fewstep_findings, fewstep_section, findings
 
@@ -61,6 +62,18 @@ def test_the_late_snapshot_ports_are_the_port_studys_cells(tmp_path):
     assert {c.key for c in port_plan.by_kind("port")} < {c.key for c in plan.by_kind("port")}
 
 
+def test_fewstep_arguments_are_checked_before_any_work(tmp_path):
+    from loraport.train.fewstep import FewStepError
+
+    for kw, msg in (
+        ({"ks": (0,)}, "k must be"),
+        ({"credits": ("vec",)}, "unknown credit"),
+        ({"lrs": ()}, "empty"),
+    ):
+        with pytest.raises(FewStepError, match=msg):
+            run_fewsteps(tmp_path / "no-such-run", **kw)
+
+
 def _contrast(what, delta, ci, **kw):
     return {"what": what, "early": 1, "late": 4, "diff": {"delta": delta, "ci": ci, "items": 300}, **kw}
 
@@ -95,7 +108,7 @@ def test_findings_are_stated_only_where_the_ci_excludes_zero():
             "credit": "backprop",
             "epoch": 5,
             "pur": 0.7,
-            "pur_ci": [0.4, 1.0],
+            "d_heldout_ci": [-0.1, -0.01],
             "variance": {"relative": 0.1},
         },
         {
@@ -103,12 +116,12 @@ def test_findings_are_stated_only_where_the_ci_excludes_zero():
             "credit": "backprop",
             "epoch": 100,
             "pur": -1.0,
-            "pur_ci": [-2.0, 0.5],
+            "d_heldout_ci": [-0.05, 0.02],
             "variance": {"relative": 0.2},
         },
     ]
     few = fewstep_findings(rows)
-    assert few[0].endswith("the held-out window closes.") and "not claimed" in few[1]
+    assert "the held-out window closes" in few[0] and "not claimed" in few[1]
     assert "| 5 | backprop | 5 |" in fewstep_section(rows)
 
 
@@ -129,6 +142,12 @@ def test_a_tiny_snapshots_study_runs_end_to_end_and_reuses_its_cells(mini_zoo, t
     for section in ("## X snapshots on X", "## Ports of each snapshot to Y", "## Findings"):
         assert section in report
     assert json.loads((run / "summary.json").read_text())["findings"] == summary["findings"]
+    # few-step updates from each snapshot's port and from Y's own snapshot, into the same report
+    rows = run_fewsteps(run, ks=(1,), lrs=(0.01, 0.1), batches=2, batch_size=4, heldout_n=6, threads=1)
+    assert len(rows) == 2 * 2 * 2  # starts (port, y_snapshot) × epochs × credits
+    assert {r["start"] for r in rows} == {"port mean N=2", "y_snapshot"}
+    assert all(-1 <= r["cosine"] <= 1 and r["lr"] in (0.01, 0.1) for r in rows)
+    assert "## Few-step updates" in (run / "report.md").read_text()
     # a second run computes nothing: every cell, snapshots included, comes from the store
     run_study(study, run, threads=1, progress=False, log=lambda s: None)
     assert not any(json.loads((run / "run.json").read_text())["computed"].values())

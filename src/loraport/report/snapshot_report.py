@@ -218,36 +218,49 @@ def snapshot_report(run_dir: Path, meta: dict[str, Any], records: list[dict[str,
     summary: dict[str, Any] = {"kind": "snapshots", "study": study["name"], **snapshot_rows(records)}
     summary["missing"] = sorted(r["name"] for r in records if "missing" in r)
     summary["findings"] = findings(summary)
+    few = run_dir / "fewstep.json"  # written by bench.fewstep_study.run_fewsteps, when it ran
+    summary["fewstep"] = json.loads(few.read_text()) if few.is_file() else []
     with atomic_file(run_dir / "summary.json") as fh:
         json.dump(summary, fh, indent=1, sort_keys=True)
     with atomic_file(run_dir / "report.md") as fh:
         fh.write(markdown(meta, summary))
+        if summary["fewstep"]:
+            fh.write("\n" + fewstep_section(summary["fewstep"]))
     return summary
 
 
 def fewstep_findings(rows: list[dict[str, Any]]) -> list[str]:
     """Seed 003's two questions over few-step summaries (each with an "epoch"): does the held-out
-    window close (PUR's CI above zero at the earliest snapshot, not at the latest), and does better
+    window close (held-out ΔL's CI below zero at the earliest snapshot, not at the latest), and does better
     credit (higher cosine with backprop) come with lower update variance? Stated only where the
     CIs support it; update variance has no CI, so that line reports the ordering as unclaimed."""
     lines = []
     by: dict[tuple, dict[int, dict]] = defaultdict(dict)
     for r in rows:
-        by[(r["credit"], r["k"])][r["epoch"]] = r
-    for (credit, k), eps in sorted(by.items()):
-        lo, hi = eps[min(eps)], eps[max(eps)]
-        ci_lo, ci_hi = lo.get("pur_ci"), hi.get("pur_ci")
-        if len(eps) < 2 or ci_lo is None or ci_hi is None:
+        by[(_where(r), r["credit"], r["k"])][r["epoch"]] = r
+    for (where, credit, k), eps in sorted(by.items()):
+        if len(eps) < 2:
             continue
-        head = f"{credit} k={k}: PUR {lo['pur']:+.2f} [{ci_lo[0]:+.2f}, {ci_lo[1]:+.2f}] at epoch {min(eps)}, {hi['pur']:+.2f} [{ci_hi[0]:+.2f}, {ci_hi[1]:+.2f}] at epoch {max(eps)}"
-        if ci_lo[0] > 0 and ci_hi[0] <= 0:
-            lines.append(f"{head}: the held-out window closes.")
-        elif ci_lo[0] > 0 and ci_hi[0] > 0:
-            lines.append(f"{head}: held-out loss falls with the update at both; the window does not close.")
+        early, late = eps[min(eps)], eps[max(eps)]
+        head = (
+            f"{where}{credit} k={k}: held-out ΔL {_dv(early)} at epoch {min(eps)}, {_dv(late)} at epoch "
+            f"{max(eps)} (PUR {_p(early)} → {_p(late)})"
+        )
+        helps = [_falls(r) for r in (early, late)]
+        if None in helps:
+            lines.append(f"{head}: no CI (one batch), not claimed.")
+        elif helps == [True, False]:
+            lines.append(
+                f"{head}: the held-out window closes (the update lowers held-out loss early; late it is not shown to)."
+            )
+        elif helps == [True, True]:
+            lines.append(f"{head}: the update lowers held-out loss at both; the window does not close.")
+        elif helps == [False, True]:
+            lines.append(f"{head}: the update lowers held-out loss late only; the window opens.")
         else:
-            lines.append(f"{head}: not distinguishable.")
-    for k in sorted({r["k"] for r in rows}):
-        at = [r for r in rows if r["k"] == k]
+            lines.append(f"{head}: not shown to lower held-out loss at either.")
+    for where, k in sorted({(_where(r), r["k"]) for r in rows}):
+        at = [r for r in rows if r["k"] == k and _where(r) == where]
         order = sorted(at, key=lambda r: -r["cosine"])
         if len(order) > 1:
             pts = ", ".join(
@@ -255,9 +268,30 @@ def fewstep_findings(rows: list[dict[str, Any]]) -> list[str]:
                 for r in order
             )
             lines.append(
-                f"k={k}: credit quality vs update variance (point estimates, no CI: not claimed): {pts}."
+                f"{where}k={k}: credit quality vs update variance (point estimates, no CI: not claimed): {pts}."
             )
     return lines
+
+
+def _falls(r: dict[str, Any]) -> bool | None:
+    """Whether the held-out loss change's CI lies below zero (None without a CI)."""
+    ci = r.get("d_heldout_ci")
+    return None if ci is None else ci[1] < 0
+
+
+def _dv(r: dict[str, Any]) -> str:
+    ci = r.get("d_heldout_ci")
+    return f"{r['d_heldout']:+.4f}" + (f" [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "")
+
+
+def _p(r: dict[str, Any]) -> str:
+    return "—" if r.get("pur") is None else f"{r['pur']:+.2f}"
+
+
+def _where(r: dict[str, Any]) -> str:
+    """ "task, start: " of a few-step row (empty for rows without them)."""
+    parts = [r[k] for k in ("task", "start") if r.get(k)]
+    return ", ".join(parts) + ": " if parts else ""
 
 
 def fewstep_section(rows: list[dict[str, Any]]) -> str:
@@ -265,10 +299,10 @@ def fewstep_section(rows: list[dict[str, Any]]) -> str:
     out = [
         "## Few-step updates",
         "",
-        "| epoch | credit | k | lr | ΔL update batch | ΔL held-out | PUR [95% CI] | cos(backprop) | relative variance | acc before → after |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| from | epoch | credit | k | lr | ΔL update batch | ΔL held-out | PUR [95% CI] | cos(backprop) | relative variance | acc before → after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(rows, key=lambda r: (r["epoch"], r["credit"], r["k"])):
+    for r in sorted(rows, key=lambda r: (_where(r), r["epoch"], r["credit"], r["k"])):
         ci = r.get("pur_ci")
         p = (
             "—"
@@ -276,7 +310,7 @@ def fewstep_section(rows: list[dict[str, Any]]) -> str:
             else f"{r['pur']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "")
         )
         out.append(
-            f"| {r['epoch']} | {r['credit']} | {r['k']} | {r['lr']:g} | {r['d_train']:+.4f} | {r['d_heldout']:+.4f} | {p} | "
+            f"| {_where(r).rstrip(': ') or '—'} | {r['epoch']} | {r['credit']} | {r['k']} | {r['lr']:g} | {r['d_train']:+.4f} | {r['d_heldout']:+.4f} | {p} | "
             f"{r['cosine']:+.2f} | {r['variance']['relative']:.2f} | {r['acc_before']:.3f} → {r['acc_after']:.3f} |"
         )
     out += ["", *[f"- {line}" for line in fewstep_findings(rows)]]

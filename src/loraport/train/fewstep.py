@@ -300,6 +300,7 @@ class FewStepResult:
             "batches": len(self.d_train),
             "d_train": float(np.mean(self.d_train)),
             "d_heldout": float(np.mean(self.d_heldout)),
+            "d_heldout_ci": mean_ci(self.d_heldout, seed),
             **pur(self.d_train, self.d_heldout, seed),
             "cosine": float(np.mean(self.cosines)),
             "update_norm": norm,
@@ -315,6 +316,15 @@ def update_variance(U: np.ndarray) -> dict[str, float]:
     total = float(((U - U.mean(0)) ** 2).sum(1).mean())
     sq = float((U**2).sum(1).mean())
     return {"total": total, "relative": total / sq if sq > 0 else 0.0}
+
+
+def mean_ci(values: Sequence[float], seed: int = 0) -> list[float] | None:
+    """95% percentile bootstrap CI of a mean over batches (None with fewer than two)."""
+    v = np.asarray(values, float)
+    if len(v) < 2:
+        return None
+    boot = v[np.random.default_rng(seed).integers(0, len(v), size=(BOOTSTRAP, len(v)))].mean(1)
+    return [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]
 
 
 def pur(d_train: Sequence[float], d_heldout: Sequence[float], seed: int = 0) -> dict[str, Any]:
