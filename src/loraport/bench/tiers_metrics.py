@@ -13,7 +13,7 @@ and every CI is a 95% bootstrap resampling items within each task (bench.recipe_
   difference with a CI; a step counts as up or down only when its CI excludes zero. The shape is
   "not distinguishable" when no step does, "monotone increasing/decreasing" when every
   distinguishable step goes one way, else named by its distinguishable turns ("U-shaped" down
-  then up, "inverted U" up then down, "W-shaped"/"M-shaped" with two or more turns).
+  then up, "inverted U" up then down, "W-shaped" with two or more turns: a zigzag).
 """
 
 from __future__ import annotations
@@ -117,8 +117,8 @@ def shape(steps: list[dict[str, Any] | None]) -> dict[str, Any]:
         name = "monotone increasing" if moves[0] > 0 else "monotone decreasing"
     elif turns == 1:
         name = "U-shaped" if moves[0] < 0 else "inverted U"
-    else:
-        name = "W-shaped" if moves[0] < 0 else "M-shaped"
+    else:  # low-high-low-high or high-low-high: the seed's "W-shaped" trajectory
+        name = "W-shaped"
     return {"shape": name, "signs": signs, "why": f"steps whose CI excludes zero: {trail}"}
 
 

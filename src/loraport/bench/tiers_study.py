@@ -15,7 +15,8 @@ Per task and tier T: T alone on the plain prompts and on the procedure prompts (
 (pre-SFT), the oracle (a LoRA trained on T with the procedure in the prompt, worked completions)
 on both (post-SFT), and each method variant's port of X's adapter (trained on the source the same
 way) to T at each N and seed, on the procedure prompts. Records carry task, tier, tier_index,
-stage (base | sft | port), prompt (plain | procedure), and for ports variant, n_anchors, seed.
+stage (base | sft | port), prompt (plain | procedure), and for ports variant, n_anchors, seed;
+condition names say `tier<i>` (a tier may be a folder path, which cannot name a record file).
 
 Each tier is planned by a planner whose target is that tier (the same cells a port study with
 that target would plan: an oracle of T here is the train cell a port study to T trains). The
@@ -65,7 +66,7 @@ def plan_tiers_study(p: Planner, study: Study) -> None:
             oracle = t.train("target", proc, label=f"train {proc} on {tier}")
             for prompt, name in prompts.items():
                 for stage, adapter in (("base", None), ("sft", oracle)):
-                    p.conditions[f"{task}__{tier}__{stage}__{prompt}"] = {
+                    p.conditions[f"{task}__tier{i}__{stage}__{prompt}"] = {
                         **common,
                         "stage": stage,
                         "prompt": prompt,
@@ -85,7 +86,7 @@ def plan_tiers_study(p: Planner, study: Study) -> None:
                             p.skipped.append(f"{variant} at N={n}: K exceeds N")
                             continue
                         key = port(t, method, options, proc, x_key, pairs, seed, n)
-                        p.conditions[f"{task}__{tier}__{variant}__N{n}__s{seed}__{PROCEDURE}"] = {
+                        p.conditions[f"{task}__tier{i}__{variant}__N{n}__s{seed}__{PROCEDURE}"] = {
                             **common,
                             "stage": "port",
                             "prompt": PROCEDURE,

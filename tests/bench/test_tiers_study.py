@@ -1,0 +1,210 @@
+"""The tiers study kind (bench/tiers_study.py): the tier axis plans the right cells, bad specs are
+one-line errors, shape lines only where step CIs allow, pre-Δ/post-Δ/lift on constructed records,
+and a tiny run end to end on the mini zoo (with a mini build of a second llama tier)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from loraport.bench import StudyError, load_study, run_study
+from loraport.bench.plan import make_plan
+from loraport.bench.tiers_metrics import index, procedure_rows, shape, shape_of
+
+TIERS = ["tiny-llama-s", "tiny-llama-y", "tiny-llama-l"]
+SPEC = {
+    "name": "tiers",
+    "kind": "tiers",
+    "source": "tiny-qwen2-x",
+    "target": "tiny-llama-y",
+    "tiers": TIERS,
+    "heldout": ["math_proc_add_sub"],
+    "anchors": ["math_add", "math_sub"],
+    "methods": {"mean": {}},
+    "n_anchors": [2],
+    "eval": {"n": 12},
+}
+FP = {"tiny-qwen2-x": "fp-x", **{t: f"fp-{t}" for t in TIERS}}
+
+
+def _write(tmp_path, data):
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
+    return p
+
+
+def test_the_tier_axis_plans_base_oracle_and_ports_per_tier(tmp_path):
+    plan = make_plan(load_study(_write(tmp_path, SPEC)), FP)
+    trains = plan.by_kind("train")
+    oracles = [c for c in trains if c.params["task"] == "math_proc_add_sub@procedure"]
+    assert sorted(c.params["base"] for c in oracles) == sorted([*TIERS, "tiny-qwen2-x"])  # + X's
+    # anchors on X once, on every tier
+    anchors = [c for c in trains if c.params["task"] in ("math_add", "math_sub")]
+    assert len(anchors) == 2 * (1 + len(TIERS))
+    assert {c.params["target"] for c in plan.by_kind("port")} == set(TIERS)
+    conds = plan.conditions
+    assert len(conds) == len(TIERS) * (4 + 1)  # base/sft × plain/procedure, one port
+    for i, tier in enumerate(TIERS):
+        base = conds[f"math_proc_add_sub__tier{i}__base__plain"]
+        proc = conds[f"math_proc_add_sub__tier{i}__sft__procedure"]
+        assert plan.cells[base["eval"]].params["base"] == tier and base["tier"] == tier
+        assert plan.cells[base["eval"]].params["task"] == "math_proc_add_sub"
+        assert plan.cells[proc["eval"]].params["task"] == "math_proc_add_sub@procedure"
+        assert proc["train"] in plan.cells and plan.cells[proc["train"]].params["base"] == tier
+    # the oracle of a tier is the train cell a port study with that target trains for the task
+    port = {k: SPEC[k] for k in ("name", "source", "anchors", "methods", "n_anchors", "eval")}
+    port_plan = make_plan(
+        load_study(_write(tmp_path, {**port, "target": "tiny-llama-l", "heldout": ["math_sum_more"]})), FP
+    )
+    assert {c.key for c in port_plan.by_kind("train") if c.params["task"] == "math_add"} <= {
+        c.key for c in anchors
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"tiers": ["tiny-llama-y"]},
+            r"tiers: a tiers study compares at least two capacity tiers \(got only",
+        ),
+        ({"tiers": ["tiny-llama-y", "tiny-llama-y"]}, r"tiers: 'tiny-llama-y' is listed twice"),
+        ({"target": "tiny-qwen2-x"}, r"target: 'tiny-qwen2-x' is not one of the tiers"),
+        ({"heldout": ["math_sum_more"]}, r"heldout: task 'math_sum_more' carries no procedure block"),
+        ({"anchors": []}, r"methods: porting to each tier needs anchors"),
+        ({"kind": "port"}, r"tiers: only a tiers study uses it"),
+    ],
+)
+def test_bad_specs_are_one_line_errors(tmp_path, change, message):
+    with pytest.raises(StudyError, match=message) as e:
+        load_study(_write(tmp_path, {**SPEC, **change}))
+    assert "\n" not in str(e.value)
+
+
+def _d(delta: float, lo: float, hi: float) -> dict:
+    return {"delta": delta, "ci": [lo, hi], "items": 100}
+
+
+UP, DOWN, FLAT = _d(0.1, 0.05, 0.15), _d(-0.1, -0.15, -0.05), _d(0.1, -0.02, 0.2)
+
+
+@pytest.mark.parametrize(
+    ("steps", "want"),
+    [
+        ([FLAT, FLAT], "not distinguishable"),
+        ([None, FLAT], "not distinguishable"),
+        ([UP, UP], "monotone increasing"),
+        ([UP, FLAT], "monotone increasing"),  # a flat step does not break monotonicity
+        ([DOWN, DOWN], "monotone decreasing"),
+        ([DOWN, UP], "U-shaped"),
+        ([UP, DOWN], "inverted U"),
+        ([DOWN, FLAT, UP], "U-shaped"),
+        ([DOWN, UP, DOWN], "W-shaped"),
+        ([UP, DOWN, UP], "W-shaped"),  # the seed's pre-SFT steps over four sizes (two turns)
+    ],
+)
+def test_shape_is_claimed_only_from_steps_whose_ci_excludes_zero(steps, want):
+    got = shape(steps)
+    assert got["shape"] == want
+    assert len(got["signs"]) == len(steps)
+
+
+def _rec(tier: str, stage: str, prompt: str, correct, task: str = "t") -> dict:
+    suffix = "@procedure" if prompt == "procedure" else ""
+    ids = [f"{task}{suffix}/eval/i{k:03d}" for k in range(len(correct))]
+    return {
+        "name": f"{task}__{tier}__{stage}__{prompt}",
+        "task": task,
+        "tier": tier,
+        "stage": stage,
+        "prompt": prompt,
+        "primary": "numeric_flexible",
+        "scorers": {"numeric_flexible": {"ids": ids, "correct": list(map(int, correct)), "invalid": []}},
+    }
+
+
+def _tier(tier: str, rates: dict[tuple[str, str], float], n: int = 400) -> list[dict]:
+    """Records of one tier whose accuracies are exactly `rates` (the same items correct first)."""
+    return [
+        _rec(tier, stage, prompt, np.arange(n) < round(rate * n)) for (stage, prompt), rate in rates.items()
+    ]
+
+
+def test_pre_post_lift_and_a_w_shape_on_constructed_records():
+    # pre-Δ −0.15, +0.15, −0.15, +0.15 over four tiers (a W); post-Δ +0.10 everywhere
+    records = []
+    tiers = ["a", "b", "c", "d"]
+    for i, tier in enumerate(tiers):
+        pre = -0.15 if i % 2 == 0 else 0.15
+        records += _tier(
+            tier,
+            {
+                ("base", "plain"): 0.4,
+                ("base", "procedure"): 0.4 + pre,
+                ("sft", "plain"): 0.5,
+                ("sft", "procedure"): 0.6,
+            },
+        )
+    idx = index(records)
+    rows = {r["tier"]: r for r in procedure_rows(idx, tiers)}
+    assert rows["a"]["pre"]["delta"] == pytest.approx(-0.15)
+    assert rows["b"]["pre"]["delta"] == pytest.approx(0.15)
+    assert rows["a"]["post"]["delta"] == pytest.approx(0.10)
+    assert rows["a"]["lift"]["delta"] == pytest.approx(0.25)
+    assert rows["b"]["lift"]["delta"] == pytest.approx(-0.05)
+    lo, hi = rows["a"]["pre"]["ci"]
+    assert lo < -0.15 < hi < 0
+    assert shape_of(idx, tiers, "pre")["shape"] == "W-shaped"
+    assert shape_of(idx, tiers, "post")["shape"] == "not distinguishable"  # identical steps: CI [0, 0]
+    assert shape_of(idx, tiers, "lift")["shape"] == "W-shaped"
+
+
+def test_a_tiny_tiers_study_runs_end_to_end(mini_zoo, tmp_path, monkeypatch):
+    from loraport.zoo import get_spec
+    from loraport.zoo.build import build
+
+    monkeypatch.setenv("LORAPORT_CACHE", str(tmp_path / "zoo"))
+    small = get_spec("tiny-llama-s").with_overrides(steps=4).model_copy(update={"corpus_lines": 1500})
+    s_dir = build(small, progress=False)
+    tiers = [str(s_dir), str(mini_zoo["y"])]
+    spec = {
+        **SPEC,
+        "source": str(mini_zoo["x"]),
+        "target": str(mini_zoo["y"]),
+        "tiers": tiers,
+        "recipe": {"rank": 2, "alpha": 4, "epochs": 1, "examples": 8, "batch": 8, "lr": 0.05},
+    }
+    run = tmp_path / "run"
+    summary = run_study(
+        load_study(_write(tmp_path, spec)), run, threads=1, progress=False, log=lambda s: None
+    )
+    assert summary["kind"] == "tiers" and not summary["missing"]
+    assert [r["tier"] for r in summary["procedure"]] == tiers
+    for r in summary["procedure"]:
+        for what in ("pre", "post", "lift"):
+            assert r[what]["items"] == 12
+    assert {s["of"] for s in summary["shapes"]} == {"pre", "post", "lift", "port accuracy mean"}
+    assert all(s["shape"] for s in summary["shapes"])
+    assert [(r["variant"], r["tier"]) for r in summary["ports"]] == [("mean", t) for t in tiers]
+    (ag,) = summary["agreement"]
+    assert (ag["a"], ag["b"]) == ("numeric_strict", "numeric_flexible")
+    assert len(ag["groups"]) == len(tiers) * 5 and len(ag["headline"]["contrasts"]) == len(tiers) * 2
+    threats = " ".join(summary["threats"])
+    for needle in ("Single training seed", "No model judge", "n per cell: 12 eval items"):
+        assert needle in threats
+    report = (run / "report.md").read_text()
+    for section in (
+        "## Procedure prompts before and after SFT",
+        "## Shape across tiers",
+        "## Port quality per tier",
+        "## Scorer agreement: numeric_strict (A) vs numeric_flexible (B)",
+        "## Threats",
+    ):
+        assert section in report
+    assert json.loads((run / "summary.json").read_text())["threats"] == summary["threats"]
+    from loraport.report import build_report
+
+    assert build_report(run)["threats"] == summary["threats"]  # rebuilt from the records alone
