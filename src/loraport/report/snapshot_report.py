@@ -181,7 +181,7 @@ def _acc(d: dict[str, Any] | None) -> str:
     return "—" if not d or "acc" not in d else f"{d['acc']:.3f} [{d['ci'][0]:.3f}, {d['ci'][1]:.3f}]"
 
 
-def markdown(meta: dict[str, Any], summary: dict[str, Any]) -> str:
+def markdown(meta: dict[str, Any], summary: dict[str, Any], figures: list[str] = ()) -> str:
     out = [
         f"# Snapshots study {summary['study']}",
         "",
@@ -204,6 +204,7 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any]) -> str:
         out.append(
             f"| {r['variant']} | {r['n_anchors']} | {r['epoch']} | {r['anchor_epoch']} | {_f(r['x_acc'])} | {_acc(r['y'])} | {g} |"
         )
+    out += [f"\n![X and ported Y accuracy per X snapshot](figures/{f})" for f in figures]
     out += ["", "## Findings", ""] + [
         f"- {line}" for line in summary["findings"] or ["(none: a single snapshot)"]
     ]
@@ -222,8 +223,11 @@ def snapshot_report(run_dir: Path, meta: dict[str, Any], records: list[dict[str,
     summary["fewstep"] = json.loads(few.read_text()) if few.is_file() else []
     with atomic_file(run_dir / "summary.json") as fh:
         json.dump(summary, fh, indent=1, sort_keys=True)
+    from loraport.report.snapshot_figures import write_snapshot_figure
+
+    figures = write_snapshot_figure(run_dir / "figures", summary)
     with atomic_file(run_dir / "report.md") as fh:
-        fh.write(markdown(meta, summary))
+        fh.write(markdown(meta, summary, figures))
         if summary["fewstep"]:
             fh.write("\n" + fewstep_section(summary["fewstep"]))
     return summary
