@@ -14,6 +14,8 @@ from loraport.train.fewstep import FewStep, FewStepError, check_args, pur, sweep
 
 @pytest.fixture(scope="module")
 def setup(mini_zoo):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny model: more threads only contend
     model, tok, _ = load_model(mini_zoo["y"])
     items = get_task("math_add").items("train", 12, seed=0)
     held = get_task("math_add").items("eval", 6, seed=0)
@@ -24,6 +26,7 @@ def setup(mini_zoo):
     upd.reset()
     yield upd, [items[:4], items[4:8], items[8:]], held
     upd.close()
+    torch.set_num_threads(threads)
 
 
 def test_backprop_direction_is_the_autograd_gradient_and_one_step_is_minus_lr_grad(setup):

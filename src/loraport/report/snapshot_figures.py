@@ -43,6 +43,7 @@ def write_snapshot_figure(folder: Path, summary: dict[str, Any]) -> list[str]:
             f"{variant} N={n} on Y",
             "s--",
         )
+    ax.set_xticks(sorted(r["epoch"] for r in summary["x"]))
     ax.set(xlabel="X adapter epoch", ylabel="accuracy (95% CI)", title="which snapshot ports best")
     ax.legend(fontsize=8)
     fig.tight_layout()
