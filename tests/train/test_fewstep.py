@@ -9,7 +9,15 @@ import torch
 
 from loraport.models import load_model
 from loraport.tasks import get_task
-from loraport.train.fewstep import FewStep, FewStepError, check_args, pur, sweep_lr, update_variance
+from loraport.train.fewstep import (
+    FewStep,
+    FewStepError,
+    check_args,
+    pur,
+    ridge_transfer,
+    sweep_lr,
+    update_variance,
+)
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +142,16 @@ def test_run_checks_arguments_before_any_model_work():
         upd.run([[]], [], credit="backprop", k=0, lr=0.1)
     with pytest.raises(FewStepError, match="unknown credit"):
         sweep_lr(upd, [[]], credit="oracle", k=1, lrs=[0.1])
+
+
+def test_ridge_transfer_maps_an_anchor_to_its_counterpart_and_is_linear():
+    g = torch.Generator().manual_seed(0)
+    xs = [{"m": torch.randn(3, 4, generator=g)} for _ in range(3)]
+    ys = [{"m": torch.randn(5, 2, generator=g), "n": torch.randn(2, 2, generator=g)} for _ in range(3)]
+    t = ridge_transfer(xs, ys, lam=1e-9)
+    torch.testing.assert_close(t(xs[1])["m"], ys[1]["m"], rtol=1e-4, atol=1e-4)
+    a, b = t({"m": xs[0]["m"]}), t({"m": 2 * xs[0]["m"] - xs[2]["m"]})
+    torch.testing.assert_close(b["n"], 2 * ys[0]["n"] - ys[2]["n"], rtol=1e-4, atol=1e-4)
+    assert set(a) == {"m", "n"}
+    with pytest.raises(FewStepError, match="same number"):
+        ridge_transfer(xs, ys[:2])

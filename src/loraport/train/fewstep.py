@@ -20,9 +20,10 @@ Credits (CREDITS):
              seeded by (seed, module name)): δ_t = R_l e_t, G_l = Σ_t δ_t x_tᵀ with x_t the module's
              input at that position. A module's output is linear in W, so f′ = 1.
   transfer   a credit predicted without Y's gradient: X's own backprop gradient G^X on the same
-             batch (the source base with its adapter), mapped to Y by `transfer` (a callable from
-             X's per-module weight gradients to Y's, e.g. a port method's linear map). Identity
-             when X and Y share the base, which the tests use: then it equals backprop.
+             items (the source base with its adapter, frozen at its start), mapped to Y by
+             `transfer` (a callable from X's per-module weight gradients to Y's): `ridge_transfer`,
+             the linear part of a global ridge port fitted on the anchors, is the one studies use.
+             Identity when X and Y share the base (the tests): then it equals backprop.
 
 Accuracy is exact-match under greedy decoding computed by teacher forcing: an item is correct when
 the argmax at every answer position (end-of-answer token included) is the label, which is exactly
@@ -187,12 +188,16 @@ class FewStep:
                 self._feedback[n] = torch.randn(m.out_features, vocab, generator=g) / vocab**0.5
         return self._feedback
 
-    def weight_grads(self, batch: dict[str, torch.Tensor], credit: str) -> dict[str, torch.Tensor]:
-        """Each module's estimate of ∂L/∂W (out × in) under `credit`."""
+    def weight_grads(
+        self, batch: dict[str, torch.Tensor], credit: str, items: Sequence[Item] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Each module's estimate of ∂L/∂W (out × in) under `credit` ("transfer" encodes `items`
+        with the source side's tokenizer; without them it reuses `batch`, for one shared base)."""
         if credit == "transfer":
             if self.transfer_from is None:
                 raise FewStepError("credit 'transfer' needs transfer_from (the source side's FewStep)")
-            gx = self.transfer_from.weight_grads(batch, "backprop")
+            src = self.transfer_from
+            gx = src.weight_grads(src.encode(items) if items is not None else batch, "backprop")
             return self.transfer(gx) if self.transfer is not None else gx
         if credit == "backprop":
             W = {
@@ -219,13 +224,18 @@ class FewStep:
                 return {n: (e @ fb[n].T).T @ self.inputs[n][rows, cols].float() for n in self.modules}
         raise FewStepError(f"unknown credit {credit!r} (credits: {', '.join(CREDITS)})")
 
-    def direction(self, batch: dict[str, torch.Tensor], credit: str) -> dict[str, torch.Tensor]:
-        """The factor-space direction d (update = −lr·d) of `credit`: the chain rule of W + BA."""
-        G = self.weight_grads(batch, credit)
+    def direction(
+        self, batch: dict[str, torch.Tensor], credit: str, items: Sequence[Item] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The factor-space direction d (update = −lr·d) of `credit`: the chain rule of W + BA (a
+        module the credit gives nothing for does not move)."""
+        G = self.weight_grads(batch, credit, items)
         d = {}
-        for n in self.modules:
+        for n, m in self.modules.items():
             A, B = self.params[f"{n}.A"].detach(), self.params[f"{n}.B"].detach()
-            d[f"{n}.A"], d[f"{n}.B"] = B.T @ G[n], G[n] @ A.T
+            g = G.get(n)
+            g = torch.zeros(m.out_features, m.in_features) if g is None else g.float()
+            d[f"{n}.A"], d[f"{n}.B"] = B.T @ g, g @ A.T
         return d
 
     def step(self, d: dict[str, torch.Tensor], lr: float) -> None:
@@ -253,7 +263,7 @@ class FewStep:
             t0, s0 = self.loss(batch), self.state()
             cos = []
             for _ in range(k):
-                d = self.direction(batch, credit)
+                d = self.direction(batch, credit, items)
                 ref = d if credit == "backprop" else self.direction(batch, "backprop")
                 cos.append(cosine(flat(d), flat(ref)))
                 self.step(d, lr)
@@ -264,6 +274,33 @@ class FewStep:
             res.acc_after.append(self.accuracy(held))
         self.reset()
         return res
+
+
+def ridge_transfer(
+    x_anchors: Sequence[dict[str, torch.Tensor]],
+    y_anchors: Sequence[dict[str, torch.Tensor]],
+    lam: float = 0.1,
+) -> Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
+    """A map of X weight gradients to Y's through the anchors, as a global ridge port maps an
+    adapter's ΔW: w = (Kx + λ·mean(diag Kx)·I)⁻¹ k with k_i = Σ_modules ⟨G, ΔW^X_i⟩, then
+    Σ_i w_i ΔW^Y_i. Linear (no centring, unlike the global_ridge method's affine map), since a
+    gradient has no mean to add. Anchors are per-module dense ΔW (out × in); float64 Grams, as
+    they are small and ill-conditioned."""
+    if not x_anchors or len(x_anchors) != len(y_anchors):
+        raise FewStepError("ridge_transfer needs the same number (≥ 1) of X and Y anchor adapters")
+
+    def dot(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+        return float(sum((a[m].double() * b[m].double()).sum() for m in a if m in b))
+
+    Kx = torch.tensor([[dot(a, b) for b in x_anchors] for a in x_anchors], dtype=torch.float64)
+    inv = torch.linalg.inv(Kx + lam * Kx.diagonal().mean() * torch.eye(len(Kx), dtype=torch.float64))
+    modules = sorted(set.intersection(*(set(y) for y in y_anchors)))
+
+    def transfer(G: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        w = inv @ torch.tensor([dot(G, a) for a in x_anchors], dtype=torch.float64)
+        return {m: sum(float(w[i]) * y[m].float() for i, y in enumerate(y_anchors)) for m in modules}
+
+    return transfer
 
 
 def _add_linear(W: torch.Tensor):
