@@ -76,6 +76,12 @@ def test_the_tier_axis_plans_base_oracle_and_ports_per_tier(tmp_path):
         ({"heldout": ["math_sum_more"]}, r"heldout: task 'math_sum_more' carries no procedure block"),
         ({"anchors": []}, r"methods: porting to each tier needs anchors"),
         ({"kind": "port"}, r"tiers: only a tiers study uses it"),
+        ({"judge": {"model": "no-such-judge"}}, r"judge.model: unknown judge model: 'no-such-judge'"),
+        ({"judge": {"model": "tiny-llama-y", "nn": 3}}, r"judge.nn: unknown field 'nn' \(did you mean 'n'"),
+        (
+            {"kind": "port", "tiers": [], "judge": {"model": "tiny-llama-y"}},
+            r"judge: only a tiers study uses it",
+        ),
     ],
 )
 def test_bad_specs_are_one_line_errors(tmp_path, change, message):
@@ -176,6 +182,7 @@ def test_a_tiny_tiers_study_runs_end_to_end(mini_zoo, tmp_path, monkeypatch):
         "target": str(mini_zoo["y"]),
         "tiers": tiers,
         "recipe": {"rank": 2, "alpha": 4, "epochs": 1, "examples": 8, "batch": 8, "lr": 0.05},
+        "judge": {"model": str(mini_zoo["y"]), "n": 4, "max_new_tokens": 4},  # any loadable base judges
     }
     run = tmp_path / "run"
     summary = run_study(
@@ -189,11 +196,18 @@ def test_a_tiny_tiers_study_runs_end_to_end(mini_zoo, tmp_path, monkeypatch):
     assert {s["of"] for s in summary["shapes"]} == {"pre", "post", "lift", "port accuracy mean"}
     assert all(s["shape"] for s in summary["shapes"])
     assert [(r["variant"], r["tier"]) for r in summary["ports"]] == [("mean", t) for t in tiers]
-    (ag,) = summary["agreement"]
-    assert (ag["a"], ag["b"]) == ("numeric_strict", "numeric_flexible")
-    assert len(ag["groups"]) == len(tiers) * 5 and len(ag["headline"]["contrasts"]) == len(tiers) * 2
+    judge = f"judge:{mini_zoo['y'].name}"
+    pairs = {(ag["a"], ag["b"]): ag for ag in summary["agreement"]}
+    assert set(pairs) == {
+        ("numeric_strict", "numeric_flexible"),
+        ("numeric_flexible", judge),
+        ("numeric_strict", judge),
+    }
+    for (_, b), ag in pairs.items():
+        assert len(ag["groups"]) == len(tiers) * 5 and len(ag["headline"]["contrasts"]) == len(tiers) * 2
+        assert all(g["n"] == (4 if b == judge else 12) for g in ag["groups"].values())
     threats = " ".join(summary["threats"])
-    for needle in ("Single training seed", "No model judge", "n per cell: 12 eval items"):
+    for needle in ("Single training seed", "Judge strength", "first 4 items", "n per cell: 12 eval items"):
         assert needle in threats
     report = (run / "report.md").read_text()
     for section in (
@@ -201,6 +215,7 @@ def test_a_tiny_tiers_study_runs_end_to_end(mini_zoo, tmp_path, monkeypatch):
         "## Shape across tiers",
         "## Port quality per tier",
         "## Scorer agreement: numeric_strict (A) vs numeric_flexible (B)",
+        f"## Scorer agreement: numeric_strict (A) vs {judge} (B)",
         "## Threats",
     ):
         assert section in report

@@ -104,6 +104,10 @@ def _eval(cell: Cell, store: Store) -> None:
             result = quantized_eval(p["base"], p["task"], adapter, n=p["n"], seed=p["seed"], **q)
         else:
             result = evaluate(p["base"], p["task"], adapter=adapter, n=p["n"], seed=p["seed"])
+        if p.get("judge"):  # a judged eval (the tiers study): bench.tiers_judge
+            from loraport.bench.tiers_judge import judge_eval
+
+            result = judge_eval(result, p["task"], p["judge"])
     result.save(store.eval(cell.key))
 
 

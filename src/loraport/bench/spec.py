@@ -90,6 +90,27 @@ class Controls(BaseModel):
     random: str | None = None
 
 
+class JudgeSpec(BaseModel):
+    """A model judge on a subset of every eval cell of a tiers study (evaluate.judge): the first
+    `n` items of each cell, its default prompt, greedy decoding."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    model: str
+    n: int = Field(25, ge=1)
+    max_new_tokens: int = Field(16, ge=1)
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        from loraport.models import resolve_model
+
+        try:
+            resolve_model(v)  # resolves the name only; nothing is loaded
+        except LoraportError as e:
+            raise ValueError(f"unknown judge model: {e}") from None
+        return v
+
+
 class Study(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -126,6 +147,9 @@ class Study(BaseModel):
     tiers: list[str] = Field(
         default_factory=list,
         description="tiers: target bases of one family at several capacities, smallest first",
+    )
+    judge: JudgeSpec | None = Field(
+        None, description="tiers: a model judge on the first n items of every eval cell"
     )
     snapshots: list[int] = Field(
         default_factory=list, description="snapshots: epochs of the X adapters to port (1..recipe.epochs)"
@@ -311,6 +335,7 @@ _KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "snapshots": ("snapshots",),
     "anchor_snapshots": ("snapshots",),
     "tiers": ("tiers",),
+    "judge": ("tiers",),
 }
 
 
@@ -366,7 +391,9 @@ def load_study(path: str | Path) -> Study:
         field = ".".join(loc) or "study"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden" and loc:
-            parent = {"recipe": Recipe, "eval": EvalSpec, "controls": Controls}.get(loc[0])
+            parent = {"recipe": Recipe, "eval": EvalSpec, "controls": Controls, "judge": JudgeSpec}.get(
+                loc[0]
+            )
             valid = list(parent.model_fields) if parent else []
             msg = f"unknown field {loc[-1]!r}{closest(loc[-1], valid)}"
         raise StudyError(f"{path}, line {_line(data, loc)}: {field}: {msg}") from None

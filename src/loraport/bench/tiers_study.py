@@ -49,6 +49,22 @@ def tier_planner(p: Planner, study: Study, tier: str) -> Planner:
     return sub
 
 
+def evaluate(t: Planner, study: Study, task: str, adapter: str | None) -> str:
+    """The tier's eval cell of `task` (with adapter cell `adapter` or none); with the study's
+    judge, a judged eval cell instead (its params carry "judge", keyed apart: bench.tiers_judge)."""
+    if study.judge is None:
+        return t.evaluate("target", task, adapter)
+    from loraport.bench.store import content_key
+    from loraport.tasks import get_task
+
+    judge = study.judge.model_dump(mode="json")
+    scorers = list(get_task(task).scorers)
+    key = content_key("eval", t.fp["target"], adapter, task, t.ev, scorers, {"judge": judge})
+    label = f"eval {task} on {t.base['target']} (judged)" + (f" + {adapter[:8]}" if adapter else "")
+    params = {"base": t.base["target"], "task": task, "adapter": adapter, **t.ev, "judge": judge}
+    return t.add("eval", key, (adapter,), params, label)
+
+
 def plan_tiers_study(p: Planner, study: Study) -> None:
     """Per task and tier: base and oracle on plain and procedure prompts, and the ports of the
     procedure-trained X adapter (see the module docstring)."""
@@ -70,7 +86,7 @@ def plan_tiers_study(p: Planner, study: Study) -> None:
                         **common,
                         "stage": stage,
                         "prompt": prompt,
-                        "eval": t.evaluate("target", name, adapter),
+                        "eval": evaluate(t, study, name, adapter),
                         **({"train": adapter} if adapter else {}),
                     }
             if not study.methods:
@@ -95,7 +111,7 @@ def plan_tiers_study(p: Planner, study: Study) -> None:
                             "anchors": anchors,
                             "seed": seed,
                             "port": key,
-                            "eval": t.evaluate("target", proc, key),
+                            "eval": evaluate(t, study, proc, key),
                         }
 
 

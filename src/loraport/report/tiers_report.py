@@ -5,7 +5,8 @@ Sections: accuracy and pre-Δ / post-Δ / lift per tier with 95% CIs; the shape 
 tiers (stated only where step CIs support it); port quality per tier (accuracy, gap_recovered);
 scorer agreement per condition (every alternate scorer against the primary: 2×2 table, κ, PABAK,
 AC1, McNemar, compliance) and the headline shift (how far pre-Δ and post-Δ move under the other
-scorer); and a threats list written from the run (seeds, judge, n per cell, missing cells).
+scorer); a model judge (the study's `judge:`) against each extractor on the items it judged;
+and a threats list written from the run (seeds, judge, n per cell, missing cells).
 """
 
 from __future__ import annotations
@@ -36,17 +37,32 @@ def group(record: dict[str, Any]) -> str:
     return f"{record['tier']} · {who} · {record['prompt']}"
 
 
+def on_judged_items(record: dict[str, Any], scorer: str, judge: str) -> dict[str, Any]:
+    """`record` with only `scorer` and `judge`, both on the items the judge scored (a subset)."""
+    col, jcol = record["scorers"][scorer], record["scorers"][judge]
+    keep = set(jcol["ids"])
+    rows = [k for k, i in enumerate(col["ids"]) if i in keep]
+    sub = {f: [col[f][k] for k in rows] for f in ("ids", "correct", "invalid") if col.get(f)}
+    return {**record, "scorers": {scorer: sub, judge: jcol}}
+
+
 def agreement_section(records: list[dict[str, Any]], tiers: list[str]) -> list[dict[str, Any]]:
-    """Per alternate scorer (A) against the primary (B): the agreement table per group and the
-    headline shift of pre-Δ and post-Δ per tier."""
+    """Per alternate scorer (A) against the primary (B), and per extractor (A) against a model
+    judge (B) on the items it judged: the agreement table per group and the headline shift of
+    pre-Δ and post-Δ per tier."""
     done = [r for r in records if "scorers" in r]
     if not done:
         return []
     primary = done[0]["primary"]
     shared = set.intersection(*(set(r["scorers"]) for r in done))
+    judges = sorted(s for s in shared if s.startswith("judge:"))
+    extractors = sorted(shared - set(judges))
+    pairs = [(alt, primary, done) for alt in extractors if alt != primary]
+    for judge in judges:
+        pairs += [(e, judge, [on_judged_items(r, e, judge) for r in done]) for e in extractors]
     out = []
-    for alt in sorted(shared - {primary}):
-        table = agreement_by(done, alt, primary, by=group)
+    for alt, primary, rows in pairs:
+        table = agreement_by(rows, alt, primary, by=group)
         contrasts = [
             (f"{t} · {s} · procedure", f"{t} · {s} · plain")
             for t in tiers
@@ -77,7 +93,11 @@ def threats(study: dict[str, Any], summary: dict[str, Any], records: list[dict[s
     scorers = sorted({s for r in records if "scorers" in r for s in r["scorers"]})
     judges = [s for s in scorers if s.startswith("judge:")]
     if judges:
-        out.append(f"Judge strength: {', '.join(judges)} is a small model; its agreement rows say how weak.")
+        n_judged = {len(r["scorers"][j]["ids"]) for r in records if "scorers" in r for j in judges}
+        out.append(
+            f"Judge strength: {', '.join(judges)} is a small model, and it judged only the first "
+            f"{max(n_judged)} items of each cell; its agreement rows say how weak it is."
+        )
     else:
         out.append(
             "No model judge in this run: agreement is between deterministic extractors only "
