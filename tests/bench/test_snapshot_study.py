@@ -144,8 +144,11 @@ def test_a_tiny_snapshots_study_runs_end_to_end_and_reuses_its_cells(mini_zoo, t
     assert json.loads((run / "summary.json").read_text())["findings"] == summary["findings"]
     assert (run / "figures" / "snapshots.png").stat().st_size > 0 and "figures/snapshots.png" in report
     # few-step updates from each snapshot's port and from Y's own snapshot, into the same report
-    rows = run_fewsteps(run, ks=(1,), lrs=(0.01, 0.1), batches=2, batch_size=4, heldout_n=6, threads=1)
-    assert len(rows) == 2 * 2 * 2  # starts (port, y_snapshot) × epochs × credits
+    credits = ("backprop", "dfa", "transfer")
+    rows = run_fewsteps(
+        run, credits=credits, ks=(1,), lrs=(0.01, 0.1), batches=2, batch_size=4, heldout_n=6, threads=1
+    )
+    assert len(rows) == 2 * 2 * 3  # starts (port, y_snapshot) × epochs × credits
     assert {r["start"] for r in rows} == {"port mean N=2", "y_snapshot"}
     assert all(-1 <= r["cosine"] <= 1 and r["lr"] in (0.01, 0.1) for r in rows)
     assert "## Few-step updates" in (run / "report.md").read_text()

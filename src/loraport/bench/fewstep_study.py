@@ -11,9 +11,9 @@ the update batches alone (sweep_lr, no held-out item is looked at), then the upd
 `heldout_n` eval items. Rows go to `fewstep.json` in the run folder, which the snapshots report
 reads (report.snapshot_report.fewstep_section); the report is rebuilt at the end.
 
-The transferred credit needs a map of weight gradients from X to Y (FewStep's `transfer`); a
-snapshots run has none between bases of different shapes, so this driver offers backprop and DFA,
-and "transfer" only when X and Y are the same base (the identity map).
+Credit "transfer": X's backprop gradient on the same items, at the X snapshot of that epoch,
+mapped to Y by train.fewstep.ridge_transfer over the chosen port cell's anchor pairs (their last
+epoch): the linear part of a global ridge port, whatever method the port itself used.
 """
 
 from __future__ import annotations
@@ -31,26 +31,49 @@ from loraport.train.fewstep import FewStepError, check_args
 FILE = "fewstep.json"
 
 
-def _starts(records: list[dict[str, Any]], task: str, epochs: int) -> dict[tuple[str, int], str]:
-    """(start name, epoch) -> the store key of that starting adapter on Y."""
+def _starts(records: list[dict[str, Any]], task: str, epochs: int) -> dict[tuple[str, int], dict[str, str]]:
+    """(start name, epoch) -> {"key": the starting adapter on Y, "x": the X snapshot of that
+    epoch, "port": the port cell whose anchors a transferred credit maps through}."""
     ports = [
         r for r in records if r["task"] == task and r["condition"] == "port" and r["anchor_epoch"] == epochs
     ]
-    out: dict[tuple[str, int], str] = {}
-    if ports:
-        first = sorted(ports, key=lambda r: (r["variant"], -r["n_anchors"], r["seed"]))[0]
-        for r in ports:
-            if (r["variant"], r["n_anchors"], r["seed"]) == (
-                first["variant"],
-                first["n_anchors"],
-                first["seed"],
-            ):
-                out[(f"port {r['variant']} N={r['n_anchors']}", r["epoch"])] = r["port"]
+    out: dict[tuple[str, int], dict[str, str]] = {}
+    if not ports:
+        return out
+    first = min((r["variant"], -r["n_anchors"], r["seed"]) for r in ports)
+    chosen = {r["epoch"]: r for r in ports if (r["variant"], -r["n_anchors"], r["seed"]) == first}
     oracle = next((r for r in records if r["task"] == task and r["condition"] == "oracle_y"), None)
-    if oracle is not None:
-        for e in sorted({r["epoch"] for r in ports}):
-            out[("y_snapshot", e)] = snapshot(oracle["train"], e, epochs)
+    for e, r in sorted(chosen.items()):
+        ref = {"x": r["snapshot"], "port": r["port"]}
+        out[(f"port {r['variant']} N={r['n_anchors']}", e)] = {**ref, "key": r["port"]}
+        if oracle is not None:
+            out[("y_snapshot", e)] = {**ref, "key": snapshot(oracle["train"], e, epochs)}
     return out
+
+
+def _factors(store: Store, key: str) -> dict[str, Any]:
+    from loraport.adapters import load_adapter
+
+    ad = load_adapter(store.adapter(key))
+    return {m: ad.lowrank(m) for m in ad.modules}
+
+
+def _transfer(store: Store, meta: dict[str, Any], port_key: str):
+    """ridge_transfer over the anchor pairs of the run's port cell `port_key` (re-planned from
+    run.json: the same study and fingerprints give the same cells)."""
+    from loraport.adapters import load_adapter
+    from loraport.bench.plan import make_plan
+    from loraport.bench.spec import Study
+    from loraport.train.fewstep import ridge_transfer
+
+    plan = make_plan(Study(**meta["study"]), meta["bases"], meta.get("device", "cpu"))
+    pairs = plan.cells[port_key].params["pairs"]
+
+    def dense(key: str) -> dict[str, Any]:
+        ad = load_adapter(store.adapter(key))
+        return {m: ad.delta(m) for m in ad.modules}
+
+    return ridge_transfer([dense(kx) for _, kx, _ in pairs], [dense(ky) for _, _, ky in pairs])
 
 
 def run_fewsteps(
@@ -75,13 +98,11 @@ def run_fewsteps(
         raise FewStepError(
             f"{run_dir}: few-step updates run on a snapshots study (this is {study.get('kind')!r})"
         )
-    if "transfer" in credits and study["source"] != study["target"]:
-        raise FewStepError("credit 'transfer' needs a weight-gradient map from X to Y; this run has none")
     store = Store(run_dir, cache)
     from loraport.parallel import torch_threads
 
     with torch_threads(threads):
-        rows = _run(store, study, credits, ks, lrs, batches, batch_size, heldout_n, seed)
+        rows = _run(store, meta, credits, ks, lrs, batches, batch_size, heldout_n, seed)
     with atomic_file(run_dir / FILE) as fh:
         json.dump(rows, fh, indent=1, sort_keys=True)
     from loraport.report import build_report
@@ -91,15 +112,16 @@ def run_fewsteps(
 
 
 def _run(
-    store: Store, study: dict[str, Any], credits, ks, lrs, batches, batch_size, heldout_n, seed
+    store: Store, meta: dict[str, Any], credits, ks, lrs, batches, batch_size, heldout_n, seed
 ) -> list[dict]:
-    records = store.load_records()
-    from loraport.adapters import load_adapter
     from loraport.models import load_model
     from loraport.tasks import get_task
     from loraport.train.fewstep import FewStep, sweep_lr
 
+    study = meta["study"]
+    records = store.load_records()
     model, tok, _ = load_model(study["target"])
+    x_model = load_model(study["source"]) if "transfer" in credits else None
     epochs = study["recipe"]["epochs"]
     rows = []
     for task in study["heldout"]:
@@ -107,25 +129,21 @@ def _run(
         items = t.items("train", batches * batch_size, seed=seed)
         upd_batches = [items[i * batch_size : (i + 1) * batch_size] for i in range(batches)]
         held = t.items("eval", heldout_n, seed=seed)
-        for (start, epoch), key in sorted(_starts(records, task, epochs).items()):
-            ad = load_adapter(store.adapter(key))
-            factors = {m: ad.lowrank(m) for m in ad.modules}
-            upd = FewStep(model, tok, factors, seed=seed)
+        for (start, epoch), ref in sorted(_starts(records, task, epochs).items()):
+            upd = FewStep(model, tok, _factors(store, ref["key"]), seed=seed)
+            if x_model is not None:  # X at this epoch's snapshot, mapped through the port's anchors
+                upd.transfer_from = FewStep(x_model[0], x_model[1], _factors(store, ref["x"]), seed=seed)
+                upd.transfer = _transfer(store, meta, ref["port"])
             try:
                 for credit in credits:
                     for k in ks:
                         best = sweep_lr(upd, upd_batches, credit=credit, k=k, lrs=lrs)
                         res = upd.run(upd_batches, held, credit=credit, k=k, lr=best["lr"])
                         sweep = {str(lr): v for lr, v in best["d_train"].items()}
-                        rows.append(
-                            {
-                                "task": task,
-                                "start": start,
-                                "epoch": epoch,
-                                **res.summary(seed),
-                                "lr_sweep": sweep,
-                            }
-                        )
+                        row = {"task": task, "start": start, "epoch": epoch, **res.summary(seed)}
+                        rows.append({**row, "lr_sweep": sweep})
             finally:
                 upd.close()
+                if upd.transfer_from is not None:
+                    upd.transfer_from.close()
     return rows
