@@ -92,6 +92,8 @@ def run_fewsteps(
     """Few-step rows for every task × start × epoch × credit × k of a snapshots run (see above)."""
     check_args(list(credits), list(ks), list(lrs))
     run_dir = Path(run_dir)
+    if not (run_dir / "run.json").is_file():
+        raise FewStepError(f"{run_dir}: not a run directory (no run.json)")
     meta = json.loads((run_dir / "run.json").read_text())
     study = meta["study"]
     if study.get("kind") != "snapshots":

@@ -10,6 +10,7 @@ from loraport.cli import zoo as zoo_cli
 from loraport.cli.bench import bench, report
 from loraport.cli.demo import demo
 from loraport.cli.eval import eval_cmd
+from loraport.cli.fewstep import fewstep
 from loraport.cli.fit import fit
 from loraport.cli.inspect import inspect
 from loraport.cli.methods import methods
@@ -30,6 +31,7 @@ app.command()(demo)
 app.command()(train)
 app.command()(bench)
 app.command()(report)
+app.command()(fewstep)
 app.command("eval")(eval_cmd)
 app.add_typer(zoo_cli.app, name="zoo")
 app.add_typer(tasks_cli.app, name="tasks")
