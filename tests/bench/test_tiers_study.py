@@ -219,6 +219,7 @@ def test_a_tiny_tiers_study_runs_end_to_end(mini_zoo, tmp_path, monkeypatch):
         "## Threats",
     ):
         assert section in report
+    assert (run / "figures" / "tiers.png").stat().st_size > 0 and "figures/tiers.png" in report
     assert json.loads((run / "summary.json").read_text())["threats"] == summary["threats"]
     from loraport.report import build_report
 

@@ -104,7 +104,7 @@ def shape(steps: list[dict[str, Any] | None]) -> dict[str, Any]:
     results, smallest tier first); see the module docstring. A missing step counts as flat."""
     signs = [0 if s is None or not excludes_zero(s["ci"]) else (1 if s["delta"] > 0 else -1) for s in steps]
     moves = [s for s in signs if s]
-    word = {1: "up", -1: "down", 0: "not distinguishable"}
+    word = {1: "up", -1: "down", 0: "flat or not distinguishable"}
     trail = ", ".join(word[s] for s in signs)
     if not moves:
         return {

@@ -34,7 +34,12 @@ def _ci(d: dict[str, Any] | None) -> str:
 def group(record: dict[str, Any]) -> str:
     """The agreement group of a record: tier, stage, prompt (ports: with their variant)."""
     who = record["stage"] if record["stage"] != "port" else f"port {record['variant']}"
-    return f"{record['tier']} · {who} · {record['prompt']}"
+    return f"{short(record['tier'])} · {who} · {record['prompt']}"
+
+
+def short(tier: str) -> str:
+    """A tier as tables show it: a zoo name as it is, a folder by its last part."""
+    return Path(tier).name
 
 
 def on_judged_items(record: dict[str, Any], scorer: str, judge: str) -> dict[str, Any]:
@@ -64,10 +69,10 @@ def agreement_section(records: list[dict[str, Any]], tiers: list[str]) -> list[d
     for alt, primary, rows in pairs:
         table = agreement_by(rows, alt, primary, by=group)
         contrasts = [
-            (f"{t} · {s} · procedure", f"{t} · {s} · plain")
+            (f"{short(t)} · {s} · procedure", f"{short(t)} · {s} · plain")
             for t in tiers
             for s in ("base", "sft")
-            if f"{t} · {s} · procedure" in table and f"{t} · {s} · plain" in table
+            if f"{short(t)} · {s} · procedure" in table and f"{short(t)} · {s} · plain" in table
         ]
         out.append(
             {
@@ -148,17 +153,21 @@ def tiers_report(run_dir: Path, meta: dict[str, Any], records: list[dict[str, An
     summary["threats"] = threats(study, summary, records)
     with atomic_file(run_dir / "summary.json") as fh:
         json.dump(summary, fh, indent=1, sort_keys=True)
+    from loraport.report.tiers_figures import write_tiers_figure
+
+    figures = write_tiers_figure(run_dir / "figures", summary)
     with atomic_file(run_dir / "report.md") as fh:
-        fh.write(markdown(meta, summary))
+        fh.write(markdown(meta, summary, figures))
     return summary
 
 
-def markdown(meta: dict[str, Any], summary: dict[str, Any]) -> str:
+def markdown(meta: dict[str, Any], summary: dict[str, Any], figures: list[str] = ()) -> str:
     study = meta["study"]
     out = [
         f"# Capacity tiers: {study['name']}",
         "",
-        f"Tiers (smallest first): {', '.join(summary['tiers'])}; source {study['source']}; tasks "
+        f"Tiers (smallest first): {', '.join(map(short, summary['tiers']))}; source "
+        f"{short(study['source'])}; tasks "
         f"{', '.join(study['heldout'])}; {study['eval']['n']} eval items per task. Accuracy of the "
         "primary scorer; Δ and CIs are paired over items (95% bootstrap, items resampled within "
         "each task).",
@@ -173,9 +182,11 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any]) -> str:
     ]
     for r in summary["procedure"]:
         out.append(
-            f"| {r['tier']} | {_f(r['base_plain'])} | {_f(r['base_procedure'])} | {_f(r['sft_plain'])} | "
+            f"| {short(r['tier'])} | {_f(r['base_plain'])} | {_f(r['base_procedure'])} | {_f(r['sft_plain'])} | "
             f"{_f(r['sft_procedure'])} | {_ci(r['pre'])} | {_ci(r['post'])} | {_ci(r['lift'])} |"
         )
+    if "tiers.png" in figures:
+        out += ["", "![pre-Δ, post-Δ, lift and port accuracy per tier](figures/tiers.png)"]
     out += ["", "## Shape across tiers", "", "A step counts only where its paired CI excludes zero.", ""]
     out += [f"- {s['of']}: **{s['shape']}** ({s['why']})" for s in summary["shapes"]]
     if summary["ports"]:
@@ -191,7 +202,7 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any]) -> str:
             if r["ci"]:
                 gap += f" [{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}]"
             out.append(
-                f"| {r['variant']} | {r['tier']} | {_f(r['accuracy'])} | {_f(r['base'])} | "
+                f"| {r['variant']} | {short(r['tier'])} | {_f(r['accuracy'])} | {_f(r['base'])} | "
                 f"{_f(r['oracle'])} | {gap} | {_ci(r['vs_base'])} |"
             )
     for ag in summary["agreement"]:
