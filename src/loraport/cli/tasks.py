@@ -14,7 +14,9 @@ app = typer.Typer(no_args_is_help=True, help="The task suite.")
 @friendly
 def list_cmd(
     domain: str = typer.Option(None, "--domain", help="Only this domain (math, code, science)."),
-    role: str = typer.Option(None, "--role", help="Only anchors or held-out tasks (anchor, heldout)."),
+    role: str = typer.Option(
+        None, "--role", help="Only anchors, held-out or procedural tasks (anchor, heldout, procedural)."
+    ),
 ) -> None:
     """List tasks with their domain, role, scorers and (for held-out tasks) related anchors."""
     from loraport.tasks import get_task, list_tasks
