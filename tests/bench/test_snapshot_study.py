@@ -121,7 +121,17 @@ def test_findings_are_stated_only_where_the_ci_excludes_zero():
         },
     ]
     few = fewstep_findings(rows)
-    assert "the held-out window closes" in few[0] and "not claimed" in few[1]
+    assert "the held-out window closes" in few[0] and len(few) == 1  # one credit: no variance line
+    dfa = {
+        **rows[0],
+        "credit": "dfa",
+        "cosine": 0.1,
+        "variance": {"relative": 0.5, "relative_ci": [0.4, 0.6]},
+    }
+    bp = {**rows[0], "variance": {"relative": 0.1, "relative_ci": [0.05, 0.2]}}
+    assert fewstep_findings([bp, dfa])[-1].endswith("better credit comes with lower update variance.")
+    dfa["variance"]["relative_ci"] = [0.15, 0.6]
+    assert fewstep_findings([bp, dfa])[-1].endswith("the ordering is not distinguishable.")
     assert "| 5 | backprop | 5 |" in fewstep_section(rows)
 
 

@@ -237,7 +237,7 @@ def fewstep_findings(rows: list[dict[str, Any]]) -> list[str]:
     """Seed 003's two questions over few-step summaries (each with an "epoch"): does the held-out
     window close (held-out ΔL's CI below zero at the earliest snapshot, not at the latest), and does better
     credit (higher cosine with backprop) come with lower update variance? Stated only where the
-    CIs support it; update variance has no CI, so that line reports the ordering as unclaimed."""
+    CIs support it (relative update variance carries a bootstrap CI over batches)."""
     lines = []
     by: dict[tuple, dict[int, dict]] = defaultdict(dict)
     for r in rows:
@@ -263,18 +263,32 @@ def fewstep_findings(rows: list[dict[str, Any]]) -> list[str]:
             lines.append(f"{head}: the update lowers held-out loss late only; the window opens.")
         else:
             lines.append(f"{head}: not shown to lower held-out loss at either.")
-    for where, k in sorted({(_where(r), r["k"]) for r in rows}):
-        at = [r for r in rows if r["k"] == k and _where(r) == where]
-        order = sorted(at, key=lambda r: -r["cosine"])
-        if len(order) > 1:
-            pts = ", ".join(
-                f"{r['credit']}@{r['epoch']} cos {r['cosine']:+.2f} var {r['variance']['relative']:.2f}"
-                for r in order
-            )
-            lines.append(
-                f"{where}k={k}: credit quality vs update variance (point estimates, no CI: not claimed): {pts}."
-            )
+    for where, k, epoch in sorted({(_where(r), r["k"], r["epoch"]) for r in rows}):
+        at = {r["credit"]: r for r in rows if (_where(r), r["k"], r["epoch"]) == (where, k, epoch)}
+        if len(at) < 2:
+            continue
+        order = sorted(at.values(), key=lambda r: -r["cosine"])
+        pts = ", ".join(f"{r['credit']} cos {r['cosine']:+.2f} var {_var(r)}" for r in order)
+        head = f"{where}epoch {epoch} k={k}: credit quality vs relative update variance: {pts}"
+        cis = [r["variance"].get("relative_ci") for r in order]
+        if None in cis:
+            lines.append(f"{head}: no CI (fewer than three batches), not claimed.")
+            continue
+        # consecutive credits by cosine: lower variance where the CIs do not overlap
+        lower = [cis[i][1] < cis[i + 1][0] for i in range(len(cis) - 1)]
+        higher = [cis[i][0] > cis[i + 1][1] for i in range(len(cis) - 1)]
+        if all(lower):
+            lines.append(f"{head}: better credit comes with lower update variance.")
+        elif all(higher):
+            lines.append(f"{head}: better credit comes with higher update variance.")
+        else:
+            lines.append(f"{head}: the ordering is not distinguishable.")
     return lines
+
+
+def _var(r: dict[str, Any]) -> str:
+    v, ci = r["variance"]["relative"], r["variance"].get("relative_ci")
+    return f"{v:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
 
 
 def _falls(r: dict[str, Any]) -> bool | None:

@@ -341,7 +341,7 @@ class FewStepResult:
             **pur(self.d_train, self.d_heldout, seed),
             "cosine": float(np.mean(self.cosines)),
             "update_norm": norm,
-            "variance": update_variance(U),
+            "variance": {**update_variance(U), "relative_ci": variance_ci(U, seed)},
             "acc_before": self.acc_before,
             "acc_after": float(np.mean(self.acc_after)),
         }
@@ -353,6 +353,16 @@ def update_variance(U: np.ndarray) -> dict[str, float]:
     total = float(((U - U.mean(0)) ** 2).sum(1).mean())
     sq = float((U**2).sum(1).mean())
     return {"total": total, "relative": total / sq if sq > 0 else 0.0}
+
+
+def variance_ci(U: np.ndarray, seed: int = 0, n_boot: int = 200) -> list[float] | None:
+    """95% percentile bootstrap CI of the relative variance (batches resampled; None with fewer
+    than three batches). Relative variance is ≤ 1, so credits compare on one scale."""
+    if len(U) < 3:
+        return None
+    rng = np.random.default_rng(seed)
+    boot = [update_variance(U[rng.integers(0, len(U), len(U))])["relative"] for _ in range(n_boot)]
+    return [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]
 
 
 def mean_ci(values: Sequence[float], seed: int = 0) -> list[float] | None:
