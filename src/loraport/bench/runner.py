@@ -279,45 +279,41 @@ def write_records(
 #: Scorers whose extracted answer is one of an item's choices (a letter): records keep each item's
 #: answer, so a report can show a condition's answer distribution and flag (nearly) constant answers.
 CHOICE_SCORERS = frozenset({"choice_letter", "loglik_choice"})
-_CHANCE: dict[tuple, float | None] = {}
+_EVAL_ITEMS: dict[tuple, list[Any]] = {}
+
+
+def eval_items(task: str, study: Study) -> list[Any]:
+    """The task's eval items the study scores (its n, capped by what the task has, and its seed),
+    drawn once per task and study settings."""
+    key = (task, study.eval.n, study.eval.seed)
+    if key not in _EVAL_ITEMS:
+        from loraport.tasks import resolve_task
+
+        t = resolve_task(task)
+        cap = t.available("eval")
+        n = study.eval.n if cap is None else min(study.eval.n, cap)
+        _EVAL_ITEMS[key] = t.items("eval", n, seed=study.eval.seed)
+    return _EVAL_ITEMS[key]
 
 
 def chance(task: str, study: Study) -> float | None:
     """The accuracy of answering uniformly at random on the study's eval items of a choice task:
     the mean over items of 1 / their number of choices (None if some item has no choices)."""
-    key = (task, study.eval.n, study.eval.seed)
-    if key not in _CHANCE:
-        from loraport.tasks import resolve_task
-
-        t = resolve_task(task)
-        cap = t.available("eval")
-        items = t.items("eval", study.eval.n if cap is None else min(study.eval.n, cap), seed=study.eval.seed)
-        _CHANCE[key] = (
-            round(sum(1 / len(it.choices) for it in items) / len(items), 6)
-            if items and all(it.choices for it in items)
-            else None
-        )
-    return _CHANCE[key]
+    items = eval_items(task, study)
+    if not items or not all(it.choices for it in items):
+        return None
+    return round(sum(1 / len(it.choices) for it in items) / len(items), 6)
 
 
 #: Items per record whose text (prompt, output, reference, verdict) the record keeps, for the HTML
 #: report's per-task drill-down; the same first items in every condition of a task.
 SAMPLES = 4
 SAMPLE_CHARS = 600
-_PROMPTS: dict[tuple, dict[str, str]] = {}
 
 
 def prompts(task: str, study: Study) -> dict[str, str]:
-    """The prompt of each of the task's eval items the study scores, by item id (once per task)."""
-    key = (task, study.eval.n, study.eval.seed)
-    if key not in _PROMPTS:
-        from loraport.tasks import resolve_task
-
-        t = resolve_task(task)
-        cap = t.available("eval")
-        items = t.items("eval", study.eval.n if cap is None else min(study.eval.n, cap), seed=study.eval.seed)
-        _PROMPTS[key] = {it.id: it.prompt for it in items[:SAMPLES]}
-    return _PROMPTS[key]
+    """The prompt of each of the first SAMPLES eval items the study scores, by item id."""
+    return {it.id: it.prompt for it in eval_items(task, study)[:SAMPLES]}
 
 
 def samples(res: Any, scorer: str, prompts: dict[str, str]) -> list[dict[str, Any]]:
