@@ -43,7 +43,7 @@ def _digest(obj: Any) -> str:
 def summarize(name: str, device: str) -> dict[str, Any]:
     study = load_study(STUDIES_DIR / f"{name}.yaml")
     fps = {study.source: "fp-x", study.target: "fp-y"}
-    fps.update({t: f"fp-{t}" for t in study.tiers if t not in fps})  # a tiers study's other tiers
+    fps.update({b: f"fp-{b}" for b in study.bases() if b not in fps})  # a tiers study's other tiers
     plan = make_plan(study, fps, device=device)
     cells = {
         k: {"kind": c.kind, "deps": list(c.deps), "label": c.label, "params": c.params}

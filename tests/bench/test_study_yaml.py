@@ -37,7 +37,7 @@ def test_shipped_studies_round_trip(name, tmp_path):
     study = load_study(STUDIES / f"{name}.yaml")
     again = _round_trip(study, tmp_path)
     fps = {study.source: "fp-x", study.target: "fp-y"}
-    fps.update({t: f"fp-{t}" for t in study.tiers if t not in fps})  # a tiers study's other tiers
+    fps.update({b: f"fp-{b}" for b in study.bases() if b not in fps})  # a tiers study's other tiers
     a, b = make_plan(study, fps), make_plan(again, fps)
     assert list(a.cells) == list(b.cells) and a.conditions == b.conditions
 

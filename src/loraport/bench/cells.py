@@ -1,11 +1,17 @@
 """Running one cell: the only code that trains, ports or evaluates on behalf of a study. Executors
-call `run_cell` in this process (local) or in workers (ray); results land in the store."""
+call `run_cell` in this process (local) or in workers (ray); results land in the store.
+
+`run_cell` dispatches on the cell's kind (bench.cellkinds.CELL_KINDS). This module registers the
+core's kinds (train, teach, eval); the port study registers port, distill and control, and an eval
+cell whose params carry a registered variant's key (quant, judge) is computed by that variant.
+"""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
+from loraport.bench.cellkinds import CELL_KINDS, EVAL_VARIANTS, CellKind, load_cell_kinds
 from loraport.bench.plan import Cell
 from loraport.bench.store import Store
 
@@ -22,6 +28,7 @@ def run_cell(cell: Cell, store: Store, threads: int | None = None) -> dict[str, 
     from loraport.parallel import torch_threads
 
     hf_logging.disable_progress_bar()
+    load_cell_kinds()
     if store.has(cell.kind, cell.key):
         return {"key": cell.key, "kind": cell.kind, "cached": True, "seconds": 0.0, "error": None}
     # Float results depend on the thread count, so it is set per cell and restored afterwards; the
@@ -31,7 +38,7 @@ def run_cell(cell: Cell, store: Store, threads: int | None = None) -> dict[str, 
     try:
         chat = use_chat_template(cell.params.get("chat_template", "auto"))
         with torch_threads(threads), use_device(device), deterministic(device), chat:
-            RUNNERS[cell.kind](cell, store)
+            CELL_KINDS.get(cell.kind).run(cell, store)
         error = None
     except LoraportError as e:
         error = str(e)
@@ -54,68 +61,55 @@ def _train(cell: Cell, store: Store) -> None:
 
 
 def _teach(cell: Cell, store: Store) -> None:
-    from loraport.port.prompts import unlabeled_prompts
+    from loraport.port.synth import charge, teach_prompts
     from loraport.port.teacher import teach
 
     p = cell.params
     ev = p["eval"]
-    prompts = unlabeled_prompts(
-        p["task"], p["prompts"], p["prompt_seed"], n_eval=ev["n"], eval_seed=ev["seed"]
+    # the task's prompts, or (an `examples` option) a few of them and prompts synthesized from them
+    prompts, synthesis = teach_prompts(
+        p["task"],
+        p["prompts"],
+        p["prompt_seed"],
+        n_eval=ev["n"],
+        eval_seed=ev["seed"],
+        examples=p.get("examples"),
+        synthesizer=p.get("synth_base"),
     )
     answers = teach(p["source"], store.adapter(p["x"]), prompts, max_new_tokens=p["max_new_tokens"])
+    answers = charge(answers, synthesis)
     answers.provenance["task"] = p["task"]
     answers.save(store.teach(cell.key))
 
 
-def _port(cell: Cell, store: Store) -> None:
-    """A "port" or "distill" cell: computed by the method that planned it (PortMethod.run_cell)."""
-    from loraport.port import get_method
-
-    p = cell.params
-    get_method(p["method"], **p["options"]).run_cell(cell, store)
-
-
-def _control(cell: Cell, store: Store) -> None:
-    from loraport.port.controls import random_port
-
-    p = cell.params
-    random_port(store.adapter(p["ref"]), store.adapter(cell.key), seed=p["seed"], force=True)
-
-
 def _eval(cell: Cell, store: Store) -> None:
+    import warnings
+
+    from loraport.errors import LoraportError
     from loraport.evaluate import evaluate
 
     p = cell.params
     adapter = store.adapter(p["adapter"]) if p["adapter"] else None
     if adapter is not None and not store.has("port", p["adapter"]):
-        from loraport.errors import LoraportError
-
         raise LoraportError(
             f"{cell.label}: its adapter {p['adapter']} was not produced (an earlier cell failed)"
         )
-    import warnings
-
+    variants = [(k, EVAL_VARIANTS.get(k)) for k in EVAL_VARIANTS if p.get(k)]
+    replacing = [k for k, v in variants if v.evaluate is not None]
+    if len(replacing) > 1:
+        raise LoraportError(f"{cell.label}: eval variants {', '.join(replacing)} each replace the evaluation")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        if p.get("quant"):  # a quantized base (the recipe_transfer study): bench.quant_eval
-            from loraport.bench.quant_eval import quantized_eval
-
-            q = p["quant"]
-            result = quantized_eval(p["base"], p["task"], adapter, n=p["n"], seed=p["seed"], **q)
+        if replacing:  # e.g. a quantized base (the recipe_transfer study): bench.quant_eval
+            result = EVAL_VARIANTS.get(replacing[0]).evaluate(p, adapter)
         else:
             result = evaluate(p["base"], p["task"], adapter=adapter, n=p["n"], seed=p["seed"])
-        if p.get("judge"):  # a judged eval (the tiers study): bench.tiers_judge
-            from loraport.bench.tiers_judge import judge_eval
-
-            result = judge_eval(result, p["task"], p["judge"])
+        for _, variant in variants:  # e.g. a judge's verdicts (the tiers study): bench.tiers_judge
+            if variant.after is not None:
+                result = variant.after(result, p)
     result.save(store.eval(cell.key))
 
 
-RUNNERS = {
-    "train": _train,
-    "teach": _teach,
-    "port": _port,
-    "distill": _port,
-    "control": _control,
-    "eval": _eval,
-}
+CELL_KINDS.add("train", CellKind(_train, stage=10))
+CELL_KINDS.add("teach", CellKind(_teach, stage=20))
+CELL_KINDS.add("eval", CellKind(_eval, stage=90))

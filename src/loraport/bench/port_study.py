@@ -2,7 +2,8 @@
 with every method variant, evaluate, and compare with the target base, its oracle and the teacher.
 
 Cells it adds on top of the planner core's (train, teach, eval): port and distill (planned by each
-method, PortMethod.plan) and control (a random-direction twin). For one seed the same anchor subset
+method, PortMethod.plan, and computed by it, PortMethod.run_cell) and control (a random-direction
+twin); it registers them in bench.cellkinds.CELL_KINDS, which the other kinds' ports use too. For one seed the same anchor subset
 serves every method and held-out task, so the method comparison is paired. Controls: a random twin
 of one variant's ports, and the shuffled source: each variant also ports another held-out task's X
 adapter (shuffled_source), at the largest N of each pool.
@@ -20,12 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from loraport.bench.cellkinds import CELL_KINDS, CellKind
 from loraport.bench.kinds import STUDY_KINDS, StudyKind
 from loraport.bench.store import content_key
 
 if TYPE_CHECKING:
-    from loraport.bench.plan import Planner
+    from loraport.bench.plan import Cell, Planner
     from loraport.bench.spec import Study
+    from loraport.bench.store import Store
 
 
 def anchor_subset(pool: list[str], n: int, seed: int, pool_name: str) -> list[str]:
@@ -80,6 +83,24 @@ def random_control(p: Planner, ref: str, seed: int) -> str:
     return p.add("control", key, (ref,), {"ref": ref, "seed": seed}, f"random direction like {ref[:8]}")
 
 
+def target_baselines(p: Planner, task: str, common: dict[str, Any]) -> str:
+    """The target base alone (condition base_y) and Y's own adapter, trained with labels (oracle_y),
+    on `task`; returns the oracle's train key. Every kind that ports to the target plans them."""
+    p.conditions[f"{task}__base_y"] = {
+        **common,
+        "condition": "base_y",
+        "eval": p.evaluate("target", task, None),
+    }
+    oracle = p.train("target", task)
+    p.conditions[f"{task}__oracle_y"] = {
+        **common,
+        "condition": "oracle_y",
+        "eval": p.evaluate("target", task, oracle),
+        "train": oracle,
+    }
+    return oracle
+
+
 def plan_port_study(p: Planner, study: Study) -> None:
     """Per held-out task: base_y, oracle_y and teacher conditions, then per pool, N, seed and
     method variant a port (with its controls) evaluated on the target."""
@@ -90,18 +111,7 @@ def plan_port_study(p: Planner, study: Study) -> None:
     for i, task in enumerate(study.heldout):
         domain = get_task(task).domain
         common = {"task": task, "domain": domain}
-        p.conditions[f"{task}__base_y"] = {
-            **common,
-            "condition": "base_y",
-            "eval": p.evaluate("target", task, None),
-        }
-        oracle = p.train("target", task)
-        p.conditions[f"{task}__oracle_y"] = {
-            **common,
-            "condition": "oracle_y",
-            "eval": p.evaluate("target", task, oracle),
-            "train": oracle,
-        }
+        target_baselines(p, task, common)
         x_key = p.train("source", task)
         p.conditions[f"{task}__teacher"] = {
             **common,
@@ -173,4 +183,23 @@ def port_study_report(run_dir: Path, meta: dict[str, Any], records: list[dict[st
     return port_report(run_dir, meta, records)
 
 
+def _port_cell(cell: Cell, store: Store) -> None:
+    """A "port" or "distill" cell: computed by the method that planned it (PortMethod.run_cell)."""
+    from loraport.port import get_method
+
+    p = cell.params
+    get_method(p["method"], **p["options"]).run_cell(cell, store)
+
+
+def _control_cell(cell: Cell, store: Store) -> None:
+    """A random-direction twin of a port, with its per-module Frobenius norms."""
+    from loraport.port.controls import random_port
+
+    p = cell.params
+    random_port(store.adapter(p["ref"]), store.adapter(cell.key), seed=p["seed"], force=True)
+
+
+CELL_KINDS.add("port", CellKind(_port_cell, stage=30))
+CELL_KINDS.add("distill", CellKind(_port_cell, stage=40))  # may start from another method's port
+CELL_KINDS.add("control", CellKind(_control_cell, stage=50))
 STUDY_KINDS.add("port", StudyKind(plan=plan_port_study, report=port_study_report))

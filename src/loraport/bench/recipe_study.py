@@ -16,7 +16,8 @@ Per task and seed, every regularizer and "none" (the study's recipe as it is) tr
 X and on Y (train cells with the recipe's regularizer, strength and seed; "none" at the recipe's
 own seed is the very cell a port study trains). Each adapter is evaluated on its own base; each Y
 adapter also on Y fake-quantized with every scheme (the adapter stays in full precision; eval
-cells whose params carry "quant", computed by bench.quant_eval); the bases are evaluated alone,
+cells whose params carry "quant": the "quant" eval variant registered here, computed by
+bench.quant_eval); the bases are evaluated alone,
 quantized too, for the waterfall. Records carry task, condition (base | adapter), side (x | y),
 regularizer, strength, seed and scheme (None: full precision).
 
@@ -34,18 +35,75 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loraport.bench.kinds import STUDY_KINDS, StudyKind
+from pydantic import Field, field_validator
+
+from loraport.bench.cellkinds import EVAL_VARIANTS, EvalVariant
+from loraport.bench.kinds import STUDY_KINDS, KindOptions, StudyKind
 from loraport.bench.store import content_key
 
 if TYPE_CHECKING:
     from loraport.bench.plan import Planner
     from loraport.bench.spec import Study
+    from loraport.evaluate.run import EvalResult
 
 #: The reference recipe every regularizer is compared with: the study's recipe, unregularized.
 NONE = "none"
 #: Train items of each task that calibrate AWQ-lite and GPTQ-lite (bench.quant_eval).
 CALIBRATION = {"n": 32, "seed": 0}
 SIDES = {"source": "x", "target": "y"}
+
+
+class RecipeTransferOptions(KindOptions):
+    """The recipe_transfer study's own spec fields."""
+
+    regularizers: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="recipe_transfer: regularizer -> strength λ (None: its default); 'none' is implied",
+    )
+    schemes: list[str] = Field(
+        default_factory=list, description="recipe_transfer: quantization schemes of the target base"
+    )
+
+    @field_validator("regularizers")
+    @classmethod
+    def _known_regularizers(cls, v: dict[str, float | None]) -> dict[str, float | None]:
+        from loraport.train.regularizers import RegularizerError, get_regularizer
+
+        for name, strength in v.items():
+            if name == NONE:
+                raise ValueError("'none' is always the reference; list only the regularizers")
+            try:
+                reg = get_regularizer(name)
+                if strength is not None:
+                    reg.check_strength(name, strength)
+            except RegularizerError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+    @field_validator("schemes")
+    @classmethod
+    def _known_schemes(cls, v: list[str]) -> list[str]:
+        from loraport.quant import QuantError, get_quantizer
+
+        for name in v:
+            try:
+                get_quantizer(name)
+            except QuantError as e:
+                raise ValueError(str(e)) from None
+        if len(set(v)) < len(v):
+            raise ValueError(f"{next(x for x in v if v.count(x) > 1)!r} is listed twice")
+        return v
+
+    def check(self, study: Study) -> None:
+        if not self.regularizers:
+            raise ValueError("regularizers: a recipe_transfer study names at least one regularizer")
+        if study.recipe.regularizer is not None:
+            raise ValueError(
+                "recipe.regularizer: a recipe_transfer study names its regularizers under "
+                "`regularizers` (its recipe is the unregularized reference)"
+            )
+        if study.methods and not study.anchors:
+            raise ValueError("methods: porting each recipe's adapter needs anchors; list them")
 
 
 def recipes(study: Study, seed: int) -> dict[str, dict[str, Any]]:
@@ -178,4 +236,15 @@ def recipe_study_report(run_dir: Path, meta: dict[str, Any], records: list[dict[
     return recipe_report(run_dir, meta, records)
 
 
-STUDY_KINDS.add("recipe_transfer", StudyKind(plan=plan_recipe_study, report=recipe_study_report))
+def _quantized(params: dict[str, Any], adapter: Any) -> EvalResult:
+    from loraport.bench.quant_eval import quantized_eval
+
+    p = params
+    return quantized_eval(p["base"], p["task"], adapter, n=p["n"], seed=p["seed"], **p["quant"])
+
+
+EVAL_VARIANTS.add("quant", EvalVariant(evaluate=_quantized))
+STUDY_KINDS.add(
+    "recipe_transfer",
+    StudyKind(plan=plan_recipe_study, report=recipe_study_report, options=RecipeTransferOptions),
+)

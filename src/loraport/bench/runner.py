@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from loraport import __version__
+from loraport.bench.cellkinds import stages
 from loraport.bench.executors import EXECUTORS, check_ray_address
 from loraport.bench.plan import Plan, make_plan
 from loraport.bench.spec import Study
@@ -26,8 +27,6 @@ from loraport.bench.store import Store
 from loraport.device import resolve_device
 from loraport.io import atomic_file
 from loraport.parallel import check_workers
-
-STAGES = ("train", "teach", "port", "distill", "control", "eval")
 
 
 def plan_study(study: Study, device: str = "cpu", build: bool = True) -> Plan:
@@ -37,7 +36,7 @@ def plan_study(study: Study, device: str = "cpu", build: bool = True) -> Plan:
     from loraport.models import resolve_model
     from loraport.zoo import build_many, is_built, zoo_specs
 
-    bases = tuple(dict.fromkeys((study.source, study.target, *study.tiers)))  # tiers: a tiers study
+    bases = study.bases()  # source, target and any its kind adds (a tiers study's tiers)
     unbuilt = [s for s in bases if s in zoo_specs() and not is_built(s)]
     if build:
         build_many(unbuilt)  # where cores allow, at once
@@ -137,8 +136,9 @@ def run_study(
     start = time.perf_counter()
     store = Store(run_dir, cache)
     plan = plan_study(study, device, build=not dry_run)
-    todo = {k: [c for c in plan.by_kind(k) if not store.has(k, c.key)] for k in STAGES}
-    for k in STAGES:
+    order = stages()  # every registered cell kind, in the order they compute (bench.cellkinds)
+    todo = {k: [c for c in plan.by_kind(k) if not store.has(k, c.key)] for k in order}
+    for k in order:
         total = len(plan.by_kind(k))
         log(f"{k:>5}: {total} cells, {total - len(todo[k])} cached, {len(todo[k])} to compute")
     if device != "cpu":
@@ -163,7 +163,7 @@ def run_study(
         from loraport.train.loop import progress_bar
 
         with progress_bar(progress) as bar:
-            for kind in STAGES:
+            for kind in order:
                 cells = []
                 for c in todo[kind]:
                     if any(d in errors for d in c.deps):
@@ -209,8 +209,8 @@ def run_study(
         "device": device,
         "seconds": round(time.perf_counter() - start, 1),
         "stage_seconds": stage_seconds,
-        "cells": {k: len(plan.by_kind(k)) for k in STAGES},
-        "computed": {k: len(todo[k]) for k in STAGES},
+        "cells": {k: len(plan.by_kind(k)) for k in order},
+        "computed": {k: len(todo[k]) for k in order},
         "skipped": plan.skipped,
     }
     with atomic_file(store.root / "run.json") as fh:

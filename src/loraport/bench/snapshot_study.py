@@ -32,7 +32,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loraport.bench.kinds import STUDY_KINDS, StudyKind
+from pydantic import Field
+
+from loraport.bench.kinds import STUDY_KINDS, KindOptions, StudyKind
 
 if TYPE_CHECKING:
     from loraport.bench.plan import Planner
@@ -47,8 +49,37 @@ def snapshot(train_key: str, epoch: int, epochs: int) -> str:
     return train_key if epoch == epochs else SNAPSHOT.format(key=train_key, epoch=epoch)
 
 
+class SnapshotOptions(KindOptions):
+    """The snapshots study's own spec fields."""
+
+    snapshots: list[int] = Field(
+        default_factory=list, description="snapshots: epochs of the X adapters to port (1..recipe.epochs)"
+    )
+    anchor_snapshots: list[int] = Field(
+        default_factory=list, description="snapshots: epochs of the anchor adapters (default: the last)"
+    )
+
+    def check(self, study: Study) -> None:
+        for key in ("snapshots", "anchor_snapshots"):
+            epochs = getattr(self, key)
+            for e in epochs:
+                if not 1 <= e <= study.recipe.epochs:
+                    raise ValueError(
+                        f"{key}: snapshot epoch {e} does not exist (the recipe trains {study.recipe.epochs} "
+                        f"epochs, so checkpoints are epochs 1..{study.recipe.epochs})"
+                    )
+            if len(set(epochs)) < len(epochs):
+                raise ValueError(
+                    f"{key}: epoch {next(e for e in epochs if epochs.count(e) > 1)} is listed twice"
+                )
+        if not self.snapshots:
+            raise ValueError("snapshots: a snapshots study lists at least one epoch to port")
+        if not study.methods or not study.anchors:
+            raise ValueError("methods: a snapshots study ports with at least one method and needs anchors")
+
+
 def plan_snapshot_study(p: Planner, study: Study) -> None:
-    from loraport.bench.port_study import anchor_subset, port
+    from loraport.bench.port_study import anchor_subset, port, target_baselines
     from loraport.bench.spec import variant_name
     from loraport.tasks import get_task
 
@@ -56,22 +87,11 @@ def plan_snapshot_study(p: Planner, study: Study) -> None:
     anchor_epochs = study.anchor_snapshots or [epochs]
     for task in study.heldout:
         common = {"task": task, "domain": get_task(task).domain}
-        p.conditions[f"{task}__base_y"] = {
-            **common,
-            "condition": "base_y",
-            "eval": p.evaluate("target", task, None),
-        }
+        target_baselines(p, task, common)
         p.conditions[f"{task}__base_x"] = {
             **common,
             "condition": "base_x",
             "eval": p.evaluate("source", task, None),
-        }
-        oracle = p.train("target", task)
-        p.conditions[f"{task}__oracle_y"] = {
-            **common,
-            "condition": "oracle_y",
-            "eval": p.evaluate("target", task, oracle),
-            "train": oracle,
         }
         x_train = p.train("source", task)
         for e in study.snapshots:
@@ -122,4 +142,6 @@ def snapshot_study_report(
     return snapshot_report(run_dir, meta, records)
 
 
-STUDY_KINDS.add("snapshots", StudyKind(plan=plan_snapshot_study, report=snapshot_study_report))
+STUDY_KINDS.add(
+    "snapshots", StudyKind(plan=plan_snapshot_study, report=snapshot_study_report, options=SnapshotOptions)
+)

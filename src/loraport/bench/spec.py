@@ -23,6 +23,10 @@ Keys (unknown keys are rejected with the closest valid one):
     controls: {shuffled: true, random: global_ridge}   # see Controls
     chat_template: auto              # auto: each base's own chat template (raw without one); family; none
 
+A study kind may declare fields of its own (bench.kinds.KindOptions, in the kind's module): they
+sit beside these in the file, are checked by the kind's model, read as `study.<field>`, and are an
+error in a study of another kind. Today:
+
 A recipe_transfer study (bench/recipe_study.py) trains each regularizer on both bases instead of
 porting; it needs no anchors or methods (given, each recipe's X adapter is also ported), and names:
 
@@ -43,6 +47,7 @@ A snapshots study (bench/snapshot_study.py) ports the held-out X adapters' per-e
 from __future__ import annotations
 
 import itertools
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,13 +56,16 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializeAsAny,
     SerializerFunctionWrapHandler,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
 )
 
+from loraport.bench.kinds import STUDY_KINDS, KindOptions, option_fields
 from loraport.errors import LoraportError, closest
 from loraport.io import read_yaml_mapping
 from loraport.train import Recipe
@@ -90,27 +98,6 @@ class Controls(BaseModel):
     random: str | None = None
 
 
-class JudgeSpec(BaseModel):
-    """A model judge on a subset of every eval cell of a tiers study (evaluate.judge): the first
-    `n` items of each cell, its default prompt, greedy decoding."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    model: str
-    n: int = Field(25, ge=1)
-    max_new_tokens: int = Field(16, ge=1)
-
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, v: str) -> str:
-        from loraport.models import resolve_model
-
-        try:
-            resolve_model(v)  # resolves the name only; nothing is loaded
-        except LoraportError as e:
-            raise ValueError(f"unknown judge model: {e}") from None
-        return v
-
-
 class Study(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -137,88 +124,69 @@ class Study(BaseModel):
         "auto",
         description="auto: each base's own chat template (raw where it has none); family: also a family template; none: raw",
     )
-    regularizers: dict[str, float | None] = Field(
-        default_factory=dict,
-        description="recipe_transfer: regularizer -> strength λ (None: its default); 'none' is implied",
-    )
-    schemes: list[str] = Field(
-        default_factory=list, description="recipe_transfer: quantization schemes of the target base"
-    )
-    tiers: list[str] = Field(
-        default_factory=list,
-        description="tiers: target bases of one family at several capacities, smallest first",
-    )
-    judge: JudgeSpec | None = Field(
-        None, description="tiers: a model judge on the first n items of every eval cell"
-    )
-    snapshots: list[int] = Field(
-        default_factory=list, description="snapshots: epochs of the X adapters to port (1..recipe.epochs)"
-    )
-    anchor_snapshots: list[int] = Field(
-        default_factory=list, description="snapshots: epochs of the anchor adapters (default: the last)"
+    kind_options: SerializeAsAny[KindOptions] = Field(
+        default_factory=KindOptions,
+        description="the kind's own fields (its StudyKind.options model), written flat in the YAML",
     )
 
-    @model_serializer(mode="wrap")
-    def _drop_unused(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # fields of one study kind are left out of other kinds' dumps (run.json, to_yaml) while empty
-        data = handler(self)
-        for key in _KIND_FIELDS:
-            if key in data and not data[key]:
-                del data[key]
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_kind_options(cls, data: Any) -> Any:
+        # the kind's own fields sit beside the core's in the file; they are validated by the kind's
+        # model (the kind_options validator). A field of another kind is an error unless empty.
+        if not isinstance(data, dict) or "kind_options" in data:
+            return data
+        data = dict(data)
+        kind = data.get("kind", "port")
+        if not isinstance(kind, str) or kind not in STUDY_KINDS:
+            return data  # the kind field's own error
+        own = STUDY_KINDS.get(kind).options.model_fields
+        users = option_fields()
+        options = {}
+        for key in [k for k in data if k not in cls.model_fields]:
+            if key in own:
+                options[key] = data.pop(key)
+            elif key in users and data.pop(key) not in (None, [], {}):
+                raise ValueError(f"{key}: only a {' or '.join(users[key])} study uses it")
+        data["kind_options"] = options
         return data
 
-    @field_validator("regularizers")
+    @field_validator("kind")
     @classmethod
-    def _known_regularizers(cls, v: dict[str, float | None]) -> dict[str, float | None]:
-        from loraport.train.regularizers import RegularizerError, get_regularizer
-
-        for name, strength in v.items():
-            if name == "none":
-                raise ValueError("'none' is always the reference; list only the regularizers")
-            try:
-                reg = get_regularizer(name)
-                if strength is not None:
-                    reg.check_strength(name, strength)
-            except RegularizerError as e:
-                raise ValueError(str(e)) from None
+    def _known_kind(cls, v: str) -> str:
+        if v not in STUDY_KINDS:
+            raise ValueError(f"unknown study kind {v!r}{closest(v, STUDY_KINDS.names())}")
         return v
 
-    @field_validator("schemes")
+    @field_validator("kind_options", mode="before")
     @classmethod
-    def _known_schemes(cls, v: list[str]) -> list[str]:
-        from loraport.quant import QuantError, get_quantizer
+    def _kind_options(cls, v: Any, info: ValidationInfo) -> Any:
+        kind = info.data.get("kind")
+        if kind is None or isinstance(v, KindOptions):
+            return v
+        return STUDY_KINDS.get(kind).options.model_validate(v)
 
-        for name in v:
-            try:
-                get_quantizer(name)
-            except QuantError as e:
-                raise ValueError(str(e)) from None
-        if len(set(v)) < len(v):
-            raise ValueError(f"{next(x for x in v if v.count(x) > 1)!r} is listed twice")
-        return v
+    def __getattr__(self, name: str) -> Any:
+        # a kind's own field reads as the study's (study.tiers), as the YAML writes it
+        options = self.__dict__.get("kind_options")
+        if options is not None and name in type(options).model_fields:
+            return getattr(options, name)
+        return super().__getattr__(name)
 
-    @model_validator(mode="after")
-    def _snapshot_epochs(self) -> Study:
-        for key in ("snapshots", "anchor_snapshots"):
-            epochs = getattr(self, key)
-            for e in epochs:
-                if not 1 <= e <= self.recipe.epochs:
-                    raise ValueError(
-                        f"{key}: snapshot epoch {e} does not exist (the recipe trains {self.recipe.epochs} "
-                        f"epochs, so checkpoints are epochs 1..{self.recipe.epochs})"
-                    )
-            if len(set(epochs)) < len(epochs):
-                raise ValueError(
-                    f"{key}: epoch {next(e for e in epochs if epochs.count(e) > 1)} is listed twice"
-                )
-        if self.kind == "snapshots":
-            if not self.snapshots:
-                raise ValueError("snapshots: a snapshots study lists at least one epoch to port")
-            if not self.methods or not self.anchors:
-                raise ValueError(
-                    "methods: a snapshots study ports with at least one method and needs anchors"
-                )
-        return self
+    def bases(self) -> tuple[str, ...]:
+        """The bases whose weight fingerprints the study's cell keys need: source, target and any
+        its kind adds (a tiers study's tiers), each once."""
+        return tuple(dict.fromkeys((self.source, self.target, *self.kind_options.bases())))
+
+    @model_serializer(mode="wrap")
+    def _flat_kind_options(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # the kind's own fields are written beside the core's, as the YAML has them, and left out
+        # while empty (so run.json and to_yaml of a kind without them are as before they existed)
+        data = handler(self)
+        for key, value in data.pop("kind_options", {}).items():
+            if value not in (None, [], {}):
+                data[key] = value
+        return data
 
     @field_validator("n_anchors", "seeds")
     @classmethod
@@ -229,25 +197,8 @@ class Study(BaseModel):
 
     @model_validator(mode="after")
     def _resolve(self) -> Study:
-        from loraport.bench.kinds import STUDY_KINDS
         from loraport.port import METHODS
         from loraport.tasks import get_task, list_tasks
-
-        if self.kind not in STUDY_KINDS:
-            raise ValueError(f"unknown study kind {self.kind!r}{closest(self.kind, STUDY_KINDS.names())}")
-        for key in _KIND_FIELDS:
-            if getattr(self, key) and self.kind not in _KIND_FIELDS[key]:
-                raise ValueError(f"{key}: only a {' or '.join(_KIND_FIELDS[key])} study uses it")
-        if self.kind == "recipe_transfer":
-            if not self.regularizers:
-                raise ValueError("regularizers: a recipe_transfer study names at least one regularizer")
-            if self.recipe.regularizer is not None:
-                raise ValueError(
-                    "recipe.regularizer: a recipe_transfer study names its regularizers under "
-                    "`regularizers` (its recipe is the unregularized reference)"
-                )
-            if self.methods and not self.anchors:
-                raise ValueError("methods: porting each recipe's adapter needs anchors; list them")
 
         self.anchors = list_tasks(role="anchor") if self.anchors == "all" else list(self.anchors)
         self.heldout = list_tasks(role="heldout") if self.heldout == "all" else list(self.heldout)
@@ -263,8 +214,7 @@ class Study(BaseModel):
         both = sorted(set(self.anchors) & set(self.heldout))
         if both:
             raise ValueError(f"held-out task {both[0]!r} is also an anchor")
-        if self.kind == "tiers":
-            _check_tiers(self)
+        self.kind_options.check(self)  # the kind's own fields against the resolved study
         pools = {}
         for name, pool in self.pools.items():
             if pool == "all":
@@ -328,41 +278,6 @@ class Study(BaseModel):
         return out
 
 
-#: Spec fields that only some study kinds use (left out of dumps while empty): field -> kinds.
-_KIND_FIELDS: dict[str, tuple[str, ...]] = {
-    "regularizers": ("recipe_transfer",),
-    "schemes": ("recipe_transfer",),
-    "snapshots": ("snapshots",),
-    "anchor_snapshots": ("snapshots",),
-    "tiers": ("tiers",),
-    "judge": ("tiers",),
-}
-
-
-def _check_tiers(study: Study) -> None:
-    """A tiers study (bench/tiers_study.py): two or more distinct tiers, the target one of them,
-    every held-out task with a procedure block, and anchors when it ports."""
-    from loraport.tasks import get_task
-
-    if len(study.tiers) < 2:
-        got = f"only {study.tiers[0]!r}" if study.tiers else "none"
-        raise ValueError(f"tiers: a tiers study compares at least two capacity tiers (got {got})")
-    if len(set(study.tiers)) < len(study.tiers):
-        raise ValueError(
-            f"tiers: {next(t for t in study.tiers if study.tiers.count(t) > 1)!r} is listed twice"
-        )
-    if study.target not in study.tiers:
-        raise ValueError(f"target: {study.target!r} is not one of the tiers ({', '.join(study.tiers)})")
-    for task in study.heldout:
-        if not get_task(task).procedure:
-            raise ValueError(
-                f"heldout: task {task!r} carries no procedure block (a tiers study compares plain "
-                "and procedure prompts; see tasks.procedure)"
-            )
-    if study.methods and not study.anchors:
-        raise ValueError("methods: porting to each tier needs anchors; list them")
-
-
 def variant_name(method: str, options: dict[str, Any]) -> str:
     """How a method with one value per option is named in records and reports: method[k=v]..."""
     return method + "".join(f"[{k}={v}]" for k, v in sorted(options.items()))
@@ -377,26 +292,41 @@ def load_study(path: str | Path) -> Study:
     """
     path = Path(path)
     raw, data = read_yaml_mapping(path, StudyError, "study")
-    unknown = [k for k in raw if k not in Study.model_fields]
+    core = [k for k in Study.model_fields if k != "kind_options"]
+    valid = core + [k for k in option_fields() if k not in core]
+    unknown = [k for k in raw if k not in valid]
     if unknown:
         k = unknown[0]
-        raise StudyError(
-            f"{path}, line {_line(data, [k])}: unknown field {k!r}{closest(k, list(Study.model_fields))}"
-        )
+        raise StudyError(f"{path}, line {_line(data, [k])}: unknown field {k!r}{closest(k, valid)}")
     try:
         return Study(**raw)
     except ValidationError as e:
         err = e.errors()[0]
         loc = [str(x) for x in err["loc"]]
+        if loc[:1] == ["kind_options"]:  # the kind's own fields are top-level ones in the file
+            loc = loc[1:]
         field = ".".join(loc) or "study"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden" and loc:
-            parent = {"recipe": Recipe, "eval": EvalSpec, "controls": Controls, "judge": JudgeSpec}.get(
-                loc[0]
-            )
-            valid = list(parent.model_fields) if parent else []
-            msg = f"unknown field {loc[-1]!r}{closest(loc[-1], valid)}"
+            options = STUDY_KINDS.get(raw.get("kind", "port")).options
+            parent = _model_along(options if loc[0] in options.model_fields else Study, loc[:-1])
+            msg = f"unknown field {loc[-1]!r}{closest(loc[-1], list(parent.model_fields) if parent else [])}"
         raise StudyError(f"{path}, line {_line(data, loc)}: {field}: {msg}") from None
+
+
+def _model_along(model: type[BaseModel] | None, keys: list[str]) -> type[BaseModel] | None:
+    """The pydantic model reached from `model` through fields `keys` (None where one is no model)."""
+    for key in keys:
+        field = model.model_fields.get(key) if model is not None else None
+        model = _model_in(field.annotation) if field is not None else None
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation names (JudgeSpec | None -> JudgeSpec), or None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for a in typing.get_args(annotation) if (m := _model_in(a)) is not None), None)
 
 
 def _line(node: Any, loc: list[str]) -> int:

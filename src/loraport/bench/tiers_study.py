@@ -20,7 +20,9 @@ condition names say `tier<i>` (a tier may be a folder path, which cannot name a 
 
 Each tier is planned by a planner whose target is that tier (the same cells a port study with
 that target would plan: an oracle of T here is the train cell a port study to T trains). The
-runner fingerprints every tier (`Study.tiers`), so a study's bases are source, target and tiers.
+runner fingerprints every tier (TiersOptions.bases), so a study's bases are source, target and
+tiers. With `judge: {model, n}`, every eval cell is a judged one (the "judge" eval variant,
+registered here and computed by bench.tiers_judge).
 
 Its metrics are bench/tiers_metrics.py and its report report/tiers_report.py; both read stored
 records only. `loraport report` imports this module, so nothing torch-heavy is imported at its top.
@@ -31,13 +33,76 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loraport.bench.kinds import STUDY_KINDS, StudyKind
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from loraport.bench.cellkinds import EVAL_VARIANTS, EvalVariant
+from loraport.bench.kinds import STUDY_KINDS, KindOptions, StudyKind
+from loraport.errors import LoraportError
 
 if TYPE_CHECKING:
     from loraport.bench.plan import Planner
     from loraport.bench.spec import Study
+    from loraport.evaluate.run import EvalResult
 
 PLAIN, PROCEDURE = "plain", "procedure"
+
+
+class JudgeSpec(BaseModel):
+    """A model judge on a subset of every eval cell of a tiers study (evaluate.judge): the first
+    `n` items of each cell, its default prompt, greedy decoding."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    model: str
+    n: int = Field(25, ge=1)
+    max_new_tokens: int = Field(16, ge=1)
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        from loraport.models import resolve_model
+
+        try:
+            resolve_model(v)  # resolves the name only; nothing is loaded
+        except LoraportError as e:
+            raise ValueError(f"unknown judge model: {e}") from None
+        return v
+
+
+class TiersOptions(KindOptions):
+    """The tiers study's own spec fields."""
+
+    tiers: list[str] = Field(
+        default_factory=list,
+        description="tiers: target bases of one family at several capacities, smallest first",
+    )
+    judge: JudgeSpec | None = Field(
+        None, description="tiers: a model judge on the first n items of every eval cell"
+    )
+
+    def bases(self) -> tuple[str, ...]:
+        return tuple(self.tiers)
+
+    def check(self, study: Study) -> None:
+        """Two or more distinct tiers, the target one of them, every held-out task with a
+        procedure block, and anchors when it ports."""
+        from loraport.tasks import get_task
+
+        tiers = self.tiers
+        if len(tiers) < 2:
+            got = f"only {tiers[0]!r}" if tiers else "none"
+            raise ValueError(f"tiers: a tiers study compares at least two capacity tiers (got {got})")
+        if len(set(tiers)) < len(tiers):
+            raise ValueError(f"tiers: {next(t for t in tiers if tiers.count(t) > 1)!r} is listed twice")
+        if study.target not in tiers:
+            raise ValueError(f"target: {study.target!r} is not one of the tiers ({', '.join(tiers)})")
+        for task in study.heldout:
+            if not get_task(task).procedure:
+                raise ValueError(
+                    f"heldout: task {task!r} carries no procedure block (a tiers study compares plain "
+                    "and procedure prompts; see tasks.procedure)"
+                )
+        if study.methods and not study.anchors:
+            raise ValueError("methods: porting to each tier needs anchors; list them")
 
 
 def tier_planner(p: Planner, study: Study, tier: str) -> Planner:
@@ -123,4 +188,11 @@ def tiers_study_report(run_dir: Path, meta: dict[str, Any], records: list[dict[s
     return tiers_report(run_dir, meta, records)
 
 
-STUDY_KINDS.add("tiers", StudyKind(plan=plan_tiers_study, report=tiers_study_report))
+def _judged(result: EvalResult, params: dict[str, Any]) -> EvalResult:
+    from loraport.bench.tiers_judge import judge_eval
+
+    return judge_eval(result, params["task"], params["judge"])
+
+
+EVAL_VARIANTS.add("judge", EvalVariant(after=_judged))
+STUDY_KINDS.add("tiers", StudyKind(plan=plan_tiers_study, report=tiers_study_report, options=TiersOptions))
