@@ -3,13 +3,14 @@ with every method variant, evaluate, and compare with the target base, its oracl
 
 Cells it adds on top of the planner core's (train, teach, eval): port and distill (planned by each
 method, PortMethod.plan, and computed by it, PortMethod.run_cell) and control (a random-direction
-twin); it registers them in bench.cellkinds.CELL_KINDS, which the other kinds' ports use too. For one seed the same anchor subset
-serves every method and held-out task, so the method comparison is paired. Controls: a random twin
+twin); it registers them in bench.cellkinds.CELL_KINDS, which the other kinds' ports use too.
+For one seed the same anchor subset serves every method and held-out task, so the method
+comparison is paired. Controls: a random twin
 of one variant's ports, and the shuffled source: each variant also ports another held-out task's X
 adapter (shuffled_source), at the largest N of each pool.
 
 Its metrics are bench/metrics.py (gap recovered, paired bootstrap, controls, costs) and its report
-section is report.build.port_report; both read stored records only. `loraport report` imports this
+section is report/port_report.py; both read stored records only. `loraport report` imports this
 module (bench.kinds), so the planner, the spec and the tasks, which load torch, are imported inside
 the planning functions.
 """
@@ -176,9 +177,9 @@ def plan_port_study(p: Planner, study: Study) -> None:
 
 
 def port_study_report(run_dir: Path, meta: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The port study's report (report.build.port_report): per-task baselines, method aggregates
+    """The port study's report (report.port_report): per-task baselines, method aggregates
     (gap recovered), controls, teacher ceiling, costs and failure modes."""
-    from loraport.report.build import port_report
+    from loraport.report.port_report import port_report
 
     return port_report(run_dir, meta, records)
 
