@@ -85,6 +85,7 @@ def port(
     source_base: str | None = None,
     task: str | None = None,
     prompts: str | Path | None = None,
+    examples: str | Path | None = None,
     init: str | Path | None = None,
     eval_n: int = 300,
     eval_seed: int = 0,
@@ -97,7 +98,10 @@ def port(
     (align, spanfit, distill) also take `source_base` (default: the anchors' source, else the
     adapter's base_model), `task` (its train-split prompts, and the eval items the prompts must not
     repeat: the first `eval_n` drawn with `eval_seed`), `prompts` (a JSONL of unlabeled prompts
-    instead of the task's) and, for distill, `init` (an adapter folder, or a method name in options).
+    instead of the task's), `examples` (a JSONL of at least 3 example prompts, labels optional: new
+    prompts in their style are synthesized and filtered, port.synth, up to the method's `prompts`
+    option; distill's `synthesizer` option picks the base that writes them, target by default) and,
+    for distill, `init` (an adapter folder, or a method name in options).
 
     Porting your own adapter without a registered task: give `prompts` (your unlabeled prompts) and,
     optionally, `eval_data` (a labelled JSONL, see `loraport.tasks.load_eval_jsonl`) that the prompts
@@ -130,6 +134,7 @@ def port(
         source_base=source_base,
         task=task,
         prompts=prompts,
+        examples=examples,
         init=init_path,
         eval_n=eval_n,
         eval_seed=eval_seed,

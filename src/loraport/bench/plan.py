@@ -131,10 +131,18 @@ class Planner:
         return self.add("eval", key, (adapter,), params, label)
 
     def teach(self, x_key: str, task: str, options: dict[str, Any]) -> str:
-        """The source base + adapter `x_key`'s answers to the task's unlabeled prompts."""
+        """The source base + adapter `x_key`'s answers to the task's unlabeled prompts. With an
+        `examples` option, only that many are the task's and the rest are synthesized by the
+        `synthesizer` side's base (port.synth): the key then also covers that base."""
         prompts = {k: options[k] for k in ("prompts", "prompt_seed", "max_new_tokens")}
-        key = content_key("teach", self.fp["source"], x_key, task, prompts, self.ev)
-        params = {"source": self.study.source, "x": x_key, "task": task, **prompts, "eval": self.ev}
+        parts: tuple = ()
+        params = {"source": self.study.source, "x": x_key, "task": task}
+        if options.get("examples") is not None:
+            side = options.get("synthesizer", "target")
+            prompts.update(examples=options["examples"], synthesizer=side)
+            parts, params["synth_base"] = (self.fp[side],), self.base[side]
+        key = content_key("teach", self.fp["source"], x_key, task, prompts, self.ev, *parts)
+        params.update({**prompts, "eval": self.ev})
         return self.add("teach", key, (x_key,), params, f"teacher answers {task} from {x_key[:8]}")
 
     def plan(self) -> Plan:

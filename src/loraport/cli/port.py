@@ -39,6 +39,12 @@ def port(
         "--prompts",
         help='spanfit/distill: JSONL of {"prompt": ...}, your unlabeled prompts (instead of a task\'s).',
     ),
+    examples: Path | None = typer.Option(
+        None,
+        "--examples",
+        help='spanfit/distill: JSONL of >= 3 {"prompt": ...} examples (labels optional); new prompts in '
+        "their style are synthesized (by the target; --option synthesizer=source: the source) and filtered.",
+    ),
     eval_data: Path | None = typer.Option(
         None,
         "--eval",
@@ -82,6 +88,7 @@ def port(
             source_base=source_base,
             task=task,
             prompts=prompts,
+            examples=examples,
             init=init,
             eval_data=eval_data,
             progress=sys.stderr.isatty(),

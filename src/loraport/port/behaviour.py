@@ -62,7 +62,7 @@ class TeacherMethod(BehaviourMethod):
 
     def prompts(self, job: PortJob) -> Any:
         """The unlabeled prompts of a `loraport port` call, checked disjoint from its eval data."""
-        from loraport.port.prompts import check_disjoint_prompts, read_prompts, unlabeled_prompts
+        from loraport.port.prompts import read_prompts, unlabeled_prompts
 
         o = self.options()
         if job.task is None and job.prompts is None:
@@ -80,12 +80,65 @@ class TeacherMethod(BehaviourMethod):
                 n_eval=job.eval_n,
                 eval_seed=job.eval_seed,
             )
+        self.check_eval_data(job, prompts)
+        return prompts
+
+    @staticmethod
+    def check_eval_data(job: PortJob, prompts: list[str]) -> None:
+        from loraport.port.prompts import check_disjoint_prompts
+
         if job.eval_data is not None:
             from loraport.tasks import load_eval_jsonl
 
             held = load_eval_jsonl(job.eval_data)
             check_disjoint_prompts(prompts, held, n_eval=held.available("eval"), eval_seed=0)
-        return prompts
+
+    def synthesized(self, job: PortJob, source: str) -> Any:
+        """With --examples FEW.jsonl (or, with --task, an `examples` option: that many of the task's
+        train prompts), the examples plus prompts synthesized from them (port.synth); else None.
+        The examples must not repeat eval items; synthesized prompts that do are dropped."""
+        from loraport.port.prompts import check_disjoint_prompts, eval_prompts, read_examples, task_prompts
+        from loraport.port.synth import synthesize_prompts
+
+        o = self.options()
+        count = o.get("examples")
+        if job.examples is None and count is None:
+            return None
+        if job.examples is not None and job.prompts is not None:
+            raise MethodError("give --examples (prompts are synthesized from them) or --prompts, not both")
+        if job.examples is not None:
+            examples = read_examples(job.examples)
+        elif job.task is None:
+            raise MethodError(
+                f"method {self.name!r}: option examples={count} takes them from --task; give --task"
+            )
+        else:
+            examples = task_prompts(job.task, count, o["prompt_seed"])
+        evals: set[str] = set()
+        if job.task is not None:
+            check_disjoint_prompts(examples, job.task, n_eval=job.eval_n, eval_seed=job.eval_seed)
+            evals |= set(eval_prompts(job.task, job.eval_n, job.eval_seed))
+        if job.eval_data is not None:
+            from loraport.tasks import load_eval_jsonl
+
+            held = load_eval_jsonl(job.eval_data)
+            self.check_eval_data(job, examples)
+            evals |= set(eval_prompts(held, held.available("eval"), 0))
+        base = source if o.get("synthesizer") == "source" else job.target_base
+        syn = synthesize_prompts(base, examples, o["prompts"], seed=o["prompt_seed"], evals=evals)
+        if job.task is not None:
+            check_disjoint_prompts(syn.prompts, job.task, n_eval=job.eval_n, eval_seed=job.eval_seed)
+        self.check_eval_data(job, syn.prompts)
+        return syn
+
+    def teacher_answers(self, job: PortJob, source: str) -> Any:
+        """The teacher's answers to the call's prompts (given, a task's, or synthesized), with the
+        synthesis's cost charged to them."""
+        from loraport.port.synth import charge
+
+        syn = self.synthesized(job, source)
+        prompts = syn.prompts if syn is not None else self.prompts(job)
+        return charge(self.answers(job, source, prompts), syn)
 
     def answers(self, job: PortJob, source: str, prompts: Any) -> Any:
         from loraport.port.teacher import teach
@@ -180,12 +233,11 @@ class Spanfit(TeacherMethod):
         from loraport.models import load_config
         from loraport.port.spanfit import spanfit_port
 
-        prompts = self.prompts(job)
         if spec is None:
             raise MethodError(
                 "method 'spanfit' needs --anchors (it refits the ridge weights over the target anchors)"
             )
-        answers = self.answers(job, source, prompts)
+        answers = self.teacher_answers(job, source)
         o = self.options()
         configs = load_config(spec.source_base), load_config(spec.target_base)
         return spanfit_port(
@@ -203,14 +255,24 @@ class Spanfit(TeacherMethod):
 
 #: distill options added after studies were first cached: left out of the options' dump (and so of
 #: cache keys) while they hold their default, so plans that do not use them keep their keys.
-_DISTILL_LATE = {"consistency": None, "temperature": 0.7, "weighting": None, "weight_floor": 0.25}
+_DISTILL_LATE = {
+    "consistency": None,
+    "temperature": 0.7,
+    "weighting": None,
+    "weight_floor": 0.25,
+    "examples": None,
+    "synthesizer": "target",
+}
 
 
 class DistillOptions(PromptOptions):
     """distill's options. Better teacher signal, label-free (port.teacher_signal; each off by
     default): `consistency` k samples per prompt at `temperature` (seeded by the port's seed), the
     majority answer kept and prompts without one dropped; `weighting="excess"` weights each answer
-    token by the adapter's contrastive excess log p_{X+A} − log p_X, floored at `weight_floor`."""
+    token by the adapter's contrastive excess log p_{X+A} − log p_X, floored at `weight_floor`.
+    Prompts from a few examples (port.synth; off by default): `examples` takes only that many of
+    the task's train prompts and has the `synthesizer` base (target Y or source X) write the rest of
+    the `prompts`, filtered (port.prompt_filters)."""
 
     init: str = "zero"  # zero, or a method whose port starts training (align, global_ridge, spanfit, ...)
     steps: int = Field(60, ge=1)
@@ -220,6 +282,24 @@ class DistillOptions(PromptOptions):
     temperature: float = Field(0.7, gt=0)  # the samples' temperature (with consistency)
     weighting: Literal["excess"] | None = None  # None: every answer token weighs the same
     weight_floor: float = Field(0.25, ge=0)  # a token's weight where the adapter adds nothing
+    examples: int | None = Field(None, ge=3)  # given prompts; None: all `prompts` are the task's
+    synthesizer: Literal["target", "source"] = "target"  # the base that writes the other prompts
+
+    @field_validator("examples")
+    @classmethod
+    def _fewer(cls, v: int | None, info: ValidationInfo) -> int | None:
+        if v is not None and v > info.data.get("prompts", v):
+            raise ValueError(
+                f"{v} examples exceed prompts={info.data['prompts']} (the total to synthesize to)"
+            )
+        return v
+
+    @field_validator("synthesizer")
+    @classmethod
+    def _synthesized(cls, v: str, info: ValidationInfo) -> str:
+        if v != _DISTILL_LATE["synthesizer"] and info.data.get("examples") is None:
+            raise ValueError("applies to synthesized prompts: set examples too")
+        return v
 
     @field_validator("temperature")
     @classmethod
@@ -316,7 +396,7 @@ class Distill(TeacherMethod):
     def port_from(self, job, source, spec):
         from loraport.port.distill import distill_port
 
-        answers = self.answers(job, source, self.prompts(job))
+        answers = self.teacher_answers(job, source)
         answers, signal = self.signal(source, job.adapter.path, answers, job.seed)
         o = self.options()
         init_path = job.init

@@ -81,6 +81,7 @@ class PortJob:
     source_base: str | None = None
     task: str | None = None
     prompts: str | Path | None = None
+    examples: str | Path | None = None  # a few example prompts to synthesize prompts from
     init: Path | None = None  # an init adapter folder (distill)
     eval_n: int = 300
     eval_seed: int = 0

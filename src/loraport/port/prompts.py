@@ -3,6 +3,7 @@ apart from the items a port is evaluated on.
 
     prompts = task_prompts("code_paren", 512, seed=1)        # the task's train split, answers dropped
     prompts = read_prompts("my_prompts.jsonl")                # {"prompt": "..."} per line
+    examples = read_examples("few.jsonl")                     # the same, at least 3 (port.synth)
     check_disjoint_prompts(prompts, "code_paren", n_eval=300, eval_seed=0)   # MethodError on overlap
     unlabeled_prompts("code_paren", 512, path=None)           # either source, then the check
 
@@ -17,6 +18,9 @@ from pathlib import Path
 from loraport.errors import MethodError
 from loraport.tasks import Task, resolve_task
 from loraport.tasks.base import normalize_prompt
+
+#: The fewest example prompts prompt synthesis accepts (--examples, a distill `examples` option).
+MIN_EXAMPLES = 3
 
 
 def task_prompts(task: str | Task, n: int, seed: int = 1) -> list[str]:
@@ -50,15 +54,33 @@ def read_prompts(path: str | Path) -> list[str]:
     return out
 
 
+def eval_prompts(task: str | Task, n_eval: int = 300, eval_seed: int = 0) -> dict[str, str]:
+    """The task's eval items a study scores (the first `n_eval` drawn with `eval_seed`): normalised
+    prompt -> item id."""
+    t = resolve_task(task) if isinstance(task, str) else task
+    cap = t.available("eval")
+    items = t.items("eval", n_eval if cap is None else min(n_eval, cap), seed=eval_seed)
+    return {normalize_prompt(it.prompt): it.id for it in items}
+
+
+def read_examples(path: str | Path) -> list[str]:
+    """The few example prompts prompt synthesis starts from (port.synth): a prompts JSONL
+    (read_prompts; labels and other fields are ignored) with at least MIN_EXAMPLES prompts."""
+    examples = read_prompts(path)
+    if len(examples) < MIN_EXAMPLES:
+        raise MethodError(
+            f"{path}: has {len(examples)} prompt(s); prompt synthesis needs at least {MIN_EXAMPLES} examples"
+        )
+    return examples
+
+
 def check_disjoint_prompts(
     prompts: list[str], task: str | Task, n_eval: int = 300, eval_seed: int = 0
 ) -> None:
     """Refuse prompts that repeat one of the task's eval items (the first `n_eval` drawn with
     `eval_seed`, the items a study scores), compared after whitespace normalisation."""
     t = resolve_task(task) if isinstance(task, str) else task
-    cap = t.available("eval")
-    items = t.items("eval", n_eval if cap is None else min(n_eval, cap), seed=eval_seed)
-    evals = {normalize_prompt(it.prompt): it.id for it in items}
+    evals = eval_prompts(t, n_eval, eval_seed)
     for i, p in enumerate(prompts):
         hit = evals.get(normalize_prompt(p))
         if hit is not None:
