@@ -18,7 +18,7 @@ from loraport.bench.metrics import is_control
 from loraport.io import atomic_file
 from loraport.report.tables import task_order, variant_order
 
-FIGURES = ("cost_quality.png", "gap_vs_n.png", "per_task.png", "k_sweep.png")
+FIGURES = ("cost_quality.png", "gap_vs_n.png", "per_task.png", "k_sweep.png", "cost_curve.png")
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; }

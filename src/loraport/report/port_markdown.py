@@ -13,6 +13,7 @@ from typing import Any
 from loraport.bench.answers import describe_flag
 from loraport.bench.metrics import is_control
 from loraport.report.choice import choice_section
+from loraport.report.cost_curve import cost_curve_section
 from loraport.report.tables import coverage, family_table, method_accuracies, task_order, variant_order
 from loraport.report.teacher_ratio import two_ratios_section
 
@@ -200,6 +201,9 @@ def port_markdown(meta, tasks, agg, usable, records, summary) -> str:
         ]
     L += _ladder(agg, summary, study, n_top, cover)
     L += ["", *two_ratios_section(summary["teacher_ratio"], agg, n_top, variants)]
+    L += cost_curve_section(
+        summary.get("cost_curve", []), (summary["teacher_ceiling"] or {}).get("gap_recovered")
+    )
     L += ["", "## Per-task winners", "", "| task | best method (N, pool) | gap_recovered |", "|---|---|---|"]
     for t in usable:
         cands = [(r["per_task"][t]["gap_recovered"], r) for r in agg if t in r["per_task"]]
