@@ -141,6 +141,9 @@ class Study(BaseModel):
         if not isinstance(kind, str) or kind not in STUDY_KINDS:
             return data  # the kind field's own error
         own = STUDY_KINDS.get(kind).options.model_fields
+        clash = sorted(set(own) & set(cls.model_fields))
+        if clash:  # a kind's field would never be read: the core's would take it
+            raise ValueError(f"study kind {kind!r} declares {clash[0]!r}, a field every study has")
         users = option_fields()
         options = {}
         for key in [k for k in data if k not in cls.model_fields]:
