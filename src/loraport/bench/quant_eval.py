@@ -50,6 +50,26 @@ def quantize_and_merge(model, scheme, adapter=None, calibration=None):
     return stats, (merge_adapter(model, adapter) if adapter is not None else None)
 
 
+def quantized_base(base: str, task: str, scheme: str, calibration: dict[str, Any] | None, n: int, seed: int):
+    """`base` loaded and fake-quantized with `scheme` as an eval cell of `task` (n, seed) does it:
+    calibrated schemes on `calibration` train items of the task. Returns (model, tokenizer, ref,
+    per-module QuantStats); bench.recipe_measures reuses it, so its losses see the same weights."""
+    from loraport.models import load_model
+    from loraport.quant import calibration_batches, collect_inputs, get_quantizer, quantize_model
+
+    quant = get_quantizer(scheme)
+    model, tokenizer, ref = load_model(base)
+    if tokenizer is None:
+        raise LoraportError(f"base {base}: has no tokenizer, so it cannot be evaluated on text")
+    inputs = None
+    if quant.calibrated:
+        cal = calibration or {"n": 32, "seed": 0}
+        texts = calibration_texts(task, cal["n"], cal["seed"], n, seed)
+        inputs = collect_inputs(model, calibration_batches(tokenizer, texts))
+    stats = quantize_model(model, quant, calibration=inputs)
+    return model, tokenizer, ref, stats
+
+
 def quantized_eval(
     base: str,
     task: str,
@@ -63,23 +83,14 @@ def quantized_eval(
     """The EvalResult of `base` quantized with `scheme` (+ `adapter`, full precision) on `task`."""
     import torch
 
+    from loraport.evaluate.merge import merge_adapter
     from loraport.evaluate.run import evaluate_items
-    from loraport.models import load_model
-    from loraport.quant import calibration_batches, collect_inputs, get_quantizer
     from loraport.tasks import resolve_task
     from loraport.tasks.base import warn_if_small
 
-    quant = get_quantizer(scheme)
     t = resolve_task(task)
-    model, tokenizer, ref = load_model(base)
-    if tokenizer is None:
-        raise LoraportError(f"base {base}: has no tokenizer, so it cannot be evaluated on text")
-    inputs = None
-    if quant.calibrated:
-        cal = calibration or {"n": 32, "seed": 0}
-        texts = calibration_texts(task, cal["n"], cal["seed"], n, seed)
-        inputs = collect_inputs(model, calibration_batches(tokenizer, texts))
-    stats, adapter_prov = quantize_and_merge(model, quant, adapter, inputs)
+    model, tokenizer, ref, stats = quantized_base(base, task, scheme, calibration, n, seed)
+    adapter_prov = merge_adapter(model, adapter) if adapter is not None else None
     cap = t.available("eval")
     items = t.items("eval", n if cap is None else min(n, cap), seed=seed)
     warn_if_small(t, len(items))

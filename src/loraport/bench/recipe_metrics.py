@@ -196,3 +196,64 @@ def waterfall(idx: dict, schemes: list[str]) -> list[dict[str, Any]]:
         }
     )
     return rows
+
+
+def loss_index(records: list[dict[str, Any]], losses: dict[str, dict[str, list]]) -> dict[tuple, Any]:
+    """index()'s layout over the per-item losses of bench.recipe_measures, as the *negative* mean
+    token NLL, so that quant_tax over it is NLL(quantized) − NLL(full precision): positive, as for
+    accuracy, when quantizing the base costs (here: raises the loss)."""
+    out: dict[tuple, dict[str, dict[int, np.ndarray]]] = defaultdict(lambda: defaultdict(dict))
+    for r in records:
+        row = losses.get(r["name"])
+        if row is None:
+            continue
+        order = np.argsort(row["ids"], kind="stable")
+        who = "base" if r["condition"] == "base" else r["regularizer"]
+        out[(who, r["side"], r.get("scheme"))][r["task"]][r.get("seed", 0)] = -np.asarray(row["nll"])[order]
+    return out
+
+
+def _gap(idx: dict, side: str, port_who: str, oracle_who: str, scheme: str | None) -> dict[str, Any]:
+    """Port (side, recipe port_who) against the Y adapter of oracle_who, both on Y with `scheme`
+    (None: full precision): accuracies (port_acc, oracle_acc, base_acc), port − oracle paired with
+    its CI ("gap") and the gap recovered, (port − base)/(oracle − base)."""
+    port, oracle = idx.get((port_who, side, scheme), {}), idx.get((oracle_who, "y", scheme), {})
+    p, o, b = _acc(port), _acc(oracle), _acc(idx.get(("base", "y", scheme), {}))
+    rec = None if None in (p, o, b) or o == b else (p - b) / (o - b)
+    return {
+        "port_acc": p,
+        "oracle_acc": o,
+        "base_acc": b,
+        "gap": paired_diff(_paired(port, oracle)),
+        "recovered": rec,
+    }
+
+
+def oracle_vs_port(idx: dict, schemes: list[str], qat: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+    """Per port side, recipe and scheme (None first): the port and its recipe's Y oracle on the same
+    (quantized) Y — port − oracle with CI, gap recovered — and, per scheme, how quantizing the base
+    moves that gap: (port_q − oracle_q) − (port_fp − oracle_fp), paired, with CI (negative: the
+    port loses more to quantization than the oracle). `qat` (regularizer, scheme): that
+    regularizer's Y adapter was trained on Y quantized with the scheme (fake_quant at λ = 1), so
+    for that scheme none's port is also compared with it: an oracle trained on the quantized Y."""
+    rows = []
+    for side in port_sides(idx):
+        for who in [NONE, *regularizers(idx)]:
+            for scheme in [None, *schemes]:
+                row = {"side": side, "regularizer": who, "oracle": who, "scheme": scheme}
+                row.update(_gap(idx, side, who, who, scheme))
+                row["vs_fp"] = None
+                if scheme is not None:
+                    keys = [(who, side, scheme), (who, "y", None), (who, "y", scheme), (who, side, None)]
+                    pq, of, oq, pf = (idx.get(k, {}) for k in keys)
+                    row["vs_fp"] = paired_diff([(a + b, c + d) for a, b, c, d in _aligned(pq, of, oq, pf)])
+                rows.append(row)
+        if qat is not None and qat[1] in schemes and (qat[0], "y", qat[1]) in idx:
+            row = {
+                "side": side,
+                "regularizer": NONE,
+                "oracle": f"{qat[0]} (trained on {qat[1]})",
+                "scheme": qat[1],
+            }
+            rows.append({**row, **_gap(idx, side, NONE, qat[0], qat[1]), "vs_fp": None})
+    return rows
