@@ -163,8 +163,8 @@ def test_examples_option_is_typed_off_by_default_and_plans_its_own_teacher_cell(
         get_method("distill", examples=2)
     with pytest.raises(MethodError, match="exceed prompts"):
         get_method("distill", prompts=16, examples=32)
-    with pytest.raises(MethodError, match="set examples too"):
-        get_method("distill", synthesizer="source")
+    with pytest.raises(MethodError, match="option synthesizer"):
+        get_method("distill", synthesizer="teacher")
 
     def teach_cells(options):
         study = Study(
@@ -240,6 +240,9 @@ def test_distill_from_examples_through_the_cli_records_the_synthesis(tmp_path):
     syn = prov["teacher"]["synthesis"]
     assert syn["examples"] == 4 and syn["asked"] == 8 and syn["synthesizer"] == "tiny-llama-y"
     assert prov["cost"]["prompts"] == 4 + syn["kept"]
+    res = _port(tmp_path, "--examples", str(few), "--option", "synthesizer=source", "--force")
+    assert res.exit_code == 0, res.output
+    assert load_adapter(tmp_path / "o").provenance["teacher"]["synthesis"]["synthesizer"] == "tiny-qwen2-x"
 
 
 def test_examples_that_are_eval_items_are_refused(tmp_path):
@@ -250,3 +253,36 @@ def test_examples_that_are_eval_items_are_refused(tmp_path):
     assert res.exit_code != 0 and "eval item" in res.output and not (tmp_path / "o").exists()
     res = _port(tmp_path, "--examples", str(few), "--prompts", str(few))
     assert res.exit_code != 0 and "not both" in res.output
+
+
+def test_a_study_teach_cell_with_examples_synthesizes_and_charges_the_cost(tmp_path):
+    """The teach cell of a distill variant with `examples` (bench.cells) runs end to end: a few of
+    the task's train prompts, the rest written by the target, answered by X + its adapter."""
+    from loraport.bench.cells import run_cell
+    from loraport.bench.plan import make_plan
+    from loraport.bench.spec import Study
+    from loraport.bench.store import Store
+    from loraport.port.prompts import task_prompts
+
+    study = Study(
+        name="few",
+        source="tiny-qwen2-x",
+        target="tiny-llama-y",
+        anchors=["math_add", "math_mul"],
+        heldout=[TASK],
+        methods={"distill": {"examples": 4, "prompts": 12, "max_new_tokens": 4}},
+        n_anchors=[2],
+        eval={"n": 20},
+    )
+    (cell,) = make_plan(study, {"tiny-qwen2-x": "fp-x", "tiny-llama-y": "fp-y"}).by_kind("teach")
+    store = Store(tmp_path / "run")
+    (x_key,) = cell.deps
+    store.adapter(x_key).parent.mkdir(parents=True)
+    get_adapter(tmp_path).rename(store.adapter(x_key))
+    res = run_cell(cell, store, threads=1)
+    assert res["error"] is None, res["error"]
+    answers = Answers.load(store.teach(cell.key))
+    syn = answers.provenance["synthesis"]
+    assert answers.prompts[:4] == task_prompts(TASK, 4, seed=1)
+    assert len(answers.prompts) == 4 + syn["kept"] <= 12 and syn["synthesizer"] == "tiny-llama-y"
+    assert not set(map(" ".join, map(str.split, answers.prompts))) & set(eval_prompts(TASK, 20, 0))

@@ -283,7 +283,8 @@ class DistillOptions(PromptOptions):
     weighting: Literal["excess"] | None = None  # None: every answer token weighs the same
     weight_floor: float = Field(0.25, ge=0)  # a token's weight where the adapter adds nothing
     examples: int | None = Field(None, ge=3)  # given prompts; None: all `prompts` are the task's
-    synthesizer: Literal["target", "source"] = "target"  # the base that writes the other prompts
+    # the base that writes the other prompts (with `examples`, or `loraport port --examples FILE`)
+    synthesizer: Literal["target", "source"] = "target"
 
     @field_validator("examples")
     @classmethod
@@ -292,13 +293,6 @@ class DistillOptions(PromptOptions):
             raise ValueError(
                 f"{v} examples exceed prompts={info.data['prompts']} (the total to synthesize to)"
             )
-        return v
-
-    @field_validator("synthesizer")
-    @classmethod
-    def _synthesized(cls, v: str, info: ValidationInfo) -> str:
-        if v != _DISTILL_LATE["synthesizer"] and info.data.get("examples") is None:
-            raise ValueError("applies to synthesized prompts: set examples too")
         return v
 
     @field_validator("temperature")
