@@ -135,24 +135,33 @@ def test_paired_bootstrap_of_identical_conditions_is_zero():
     assert d == {"delta": 0.0, "ci": [0.0, 0.0], "items": 4}
 
 
-def test_a_tiny_recipe_study_runs_end_to_end(mini_zoo, tmp_path):
-    spec = {
-        **SPEC,
-        "source": str(mini_zoo["x"]),
-        "target": str(mini_zoo["y"]),
-        "regularizers": {"l2_delta": None, "fake_quant": None},
-        "schemes": ["int4_sym_row", "awq_lite", "gguf_q8_0"],
-        "seeds": [0],
-        "anchors": ["math_add", "sci_color"],  # each recipe's X adapter is also ported (mean)
-        "n_anchors": [2],
-        "methods": {"mean": {}},
-        "recipe": {"rank": 2, "alpha": 4, "epochs": 1, "examples": 8, "batch": 8, "lr": 0.05},
-        "eval": {"n": 12},
-    }
-    run = tmp_path / "run"
-    summary = run_study(
-        load_study(_write(tmp_path, spec)), run, threads=1, progress=False, log=lambda s: None
-    )
+TINY = {
+    **SPEC,
+    "regularizers": {"l2_delta": None, "fake_quant": None},
+    "schemes": ["int4_sym_row", "awq_lite", "gguf_q8_0"],
+    "seeds": [0],
+    "anchors": ["math_add", "sci_color"],  # each recipe's X adapter is also ported (mean)
+    "n_anchors": [2],
+    "methods": {"mean": {}},
+    "recipe": {"rank": 2, "alpha": 4, "epochs": 1, "examples": 8, "batch": 8, "lr": 0.05},
+    "eval": {"n": 12},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(mini_zoo, tmp_path_factory):
+    """A tiny recipe study on the mini zoo (two regularizers, three schemes, mean ports): the run
+    folder and its summary (shared by the tests that read it; none of them writes into it)."""
+    tmp = tmp_path_factory.mktemp("recipe")
+    spec = {**TINY, "source": str(mini_zoo["x"]), "target": str(mini_zoo["y"])}
+    run = tmp / "run"
+    summary = run_study(load_study(_write(tmp, spec)), run, threads=1, progress=False, log=lambda s: None)
+    return run, summary
+
+
+def test_a_tiny_recipe_study_runs_end_to_end(tiny_run):
+    run, summary = tiny_run
+    spec = TINY
     assert summary["kind"] == "recipe_transfer" and not summary["missing"]
     assert {r["regularizer"] for r in summary["deltas"]} == {"fake_quant", "l2_delta"}
     for r in summary["deltas"]:
@@ -195,3 +204,85 @@ def test_a_tiny_recipe_study_runs_end_to_end(mini_zoo, tmp_path):
     from loraport.report import build_report
 
     assert build_report(run)["claims"] == summary["claims"]
+
+
+def test_measures_add_the_loss_tax_the_diagnostics_and_their_correlations(tiny_run, tmp_path):
+    import shutil
+
+    from loraport.bench.quant_eval import calibration_texts
+    from loraport.bench.recipe_measures import measure_recipe_run
+    from loraport.bench.recipe_study import CALIBRATION
+    from loraport.evaluate import continuation_logprobs
+    from loraport.evaluate.merge import merge_adapter
+    from loraport.models import load_model
+    from loraport.quant import calibration_batches, collect_inputs, quantize_model
+    from loraport.report import build_report
+    from loraport.tasks import get_task
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run)
+    out = measure_recipe_run(run, threads=1, log=lambda s: None)
+    records = {r["name"]: r for r in (json.loads(p.read_text()) for p in (run / "records").glob("*.json"))}
+    on_y = {n for n, r in records.items() if r["side"] == "y" or r["side"].startswith("port ")}
+    assert set(out["loss"]) == on_y  # the base alone, Y adapters and ports, every scheme
+    fp = {n for n, r in records.items() if r["condition"] in ("adapter", "port") and r["scheme"] is None}
+    assert set(out["adapters"]) == fp  # X and Y adapters and the ports
+
+    # the loss sees the eval cell's weights: AWQ-lite on the same calibration items, adapter merged
+    # in full precision by the eval path (evaluate.merge), scored independently here
+    name = "math_sum_more__l2_delta__s0__y__awq_lite"
+    model, tok, _ = load_model(json.loads((run / "run.json").read_text())["study"]["target"])
+    texts = calibration_texts("math_sum_more", CALIBRATION["n"], CALIBRATION["seed"], 12, 0)
+    quantize_model(model, "awq_lite", calibration=collect_inputs(model, calibration_batches(tok, texts)))
+    merge_adapter(model, run / records[name]["provenance"]["adapter"])
+    items = get_task("math_sum_more").items("eval", 12, seed=0)
+    lps = continuation_logprobs(model.eval(), tok, [(it.prompt, it.completion()) for it in items])
+    assert out["loss"][name]["ids"] == [it.id for it in items]
+    assert out["loss"][name]["nll"] == pytest.approx([-s / k for s, k in lps], abs=1e-5)
+    fp_nll = out["loss"]["math_sum_more__l2_delta__s0__y"]["nll"]
+    assert fp_nll != pytest.approx(out["loss"][name]["nll"], abs=1e-6)  # quantizing changed the loss
+
+    a = out["adapters"]
+    assert a["math_sum_more__none__s0__y"]["reference"] is None
+    assert a["math_sum_more__l2_delta__s0__x"]["reference"] == "math_sum_more__none__s0__x"
+    assert a["math_sum_more__fake_quant__s0__mean__N2"]["reference"] == "math_sum_more__fake_quant__s0__y"
+    for row in a.values():
+        assert len(row["depth"]) == len(row["cka"]) and all(0 <= c <= 1 + 1e-6 for c in row["cka"])
+        assert row["effective_rank"] <= 2 + 1e-9 and 0 < row["top_energy"] <= 1 + 1e-9  # rank-2 adapters
+        if row["reference"] is not None:
+            assert 0 <= row["overlap"] <= 1 + 1e-9 and -1 <= row["cosine"] <= 1
+    assert {(p["side"], len(p["names"])) for p in out["pca"]} == {("x", 3), ("y", 3)}
+    assert all(len(c) == 3 for p in out["pca"] for c in p["coords"])
+
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["measures"] is True
+    taxes = {(r["regularizer"], r["scheme"]): r for r in summary["loss_tax"]}
+    assert set(taxes) == {(w, s) for w in ("base", "none", "fake_quant", "l2_delta") for s in TINY["schemes"]}
+    assert all(r["tax"]["items"] == 12 for r in taxes.values())
+    assert taxes[("l2_delta", "gguf_q8_0")]["vs_none"] is not None
+    assert len(summary["port_loss_tax"]["port mean N=2"]) == 3 * len(TINY["schemes"])
+    preds = summary["predictors"]
+    assert {p["outcome"] for p in preds} == {"quant tax (accuracy)", "quant tax (loss)", "cross-base swing"}
+    assert all(p["verdict"] == "not computed" for p in preds)  # 3 adapters, 2 regularizers: too few
+    report = (run / "report.md").read_text()
+    for section in ("## Loss tax on Y", "## Mechanistic checks", "## Do the diagnostics predict"):
+        assert section in report
+    for fig in ("recipe_loss_tax.png", "recipe_depth.png", "recipe_pca.png"):
+        assert (run / "figures" / fig).stat().st_size > 0 and f"figures/{fig}" in report
+    # the report rebuilds from the records and recipe_measures.json, without the cache
+    shutil.rmtree(run / "cache")
+    assert build_report(run)["loss_tax"] == summary["loss_tax"]
+
+
+def test_oracle_vs_port_on_the_quantized_target_in_the_tiny_run(tiny_run):
+    rows = tiny_run[1]["oracle_vs_port"]
+    assert len(rows) == 3 * (1 + len(TINY["schemes"])) + 1  # recipes × (full precision + schemes) + QAT
+    qat = [r for r in rows if r["oracle"] != r["regularizer"]]
+    assert [(r["regularizer"], r["oracle"], r["scheme"]) for r in qat] == [
+        ("none", "fake_quant (trained on int4_sym_row)", "int4_sym_row")
+    ]
+    for r in rows:
+        assert r["gap"]["items"] == 12
+        assert (r["vs_fp"] is None) == (r["scheme"] is None or r is qat[0])
+    report = (tiny_run[0] / "report.md").read_text()
+    assert "## Oracle vs port on the quantized target" in report

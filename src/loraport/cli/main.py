@@ -15,6 +15,7 @@ from loraport.cli.fit import fit
 from loraport.cli.inspect import inspect
 from loraport.cli.methods import methods
 from loraport.cli.port import port
+from loraport.cli.recipe_measures import recipe_measures
 from loraport.cli.train import train
 
 app = typer.Typer(
@@ -32,6 +33,7 @@ app.command()(train)
 app.command()(bench)
 app.command()(report)
 app.command()(fewstep)
+app.command("recipe-measures")(recipe_measures)
 app.command("eval")(eval_cmd)
 app.add_typer(zoo_cli.app, name="zoo")
 app.add_typer(tasks_cli.app, name="tasks")

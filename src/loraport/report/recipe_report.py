@@ -25,6 +25,9 @@ from loraport.bench.recipe_metrics import (
     waterfall,
 )
 from loraport.io import atomic_file
+from loraport.report.recipe_measures_report import claims as measures_claims
+from loraport.report.recipe_measures_report import sections as measures_sections
+from loraport.report.recipe_measures_report import summarize as measures_summary
 
 
 def _f(x: float | None, signed: bool = False) -> str:
@@ -100,6 +103,9 @@ def claims(study: dict[str, Any], summary: dict[str, Any]) -> dict[str, list[str
             no.append(
                 f"A regularizer effect on how well X's adapter ports with {side}: every Δ is inside its CI."
             )
+    more_yes, more_no = measures_claims(summary)
+    yes += more_yes
+    no += more_no
     if summary["missing"]:
         no.append(f"The {len(summary['missing'])} conditions without records (failed or not computed).")
     no.append(
@@ -150,12 +156,15 @@ def recipe_report(run_dir: Path, meta: dict[str, Any], records: list[dict[str, A
         "missing": sorted(r["name"] for r in records if "missing" in r),
     }
     summary["sign_changes"] = [r["regularizer"] for r in summary["deltas"] if r["verdict"] == "sign change"]
+    summary.update(measures_summary(run_dir, records, idx, schemes, summary["deltas"]))
     summary["claims"] = claims(study, summary)
     with atomic_file(run_dir / "summary.json") as fh:
         json.dump(summary, fh, indent=1, sort_keys=True)
     from loraport.report.recipe_figures import write_recipe_figures
+    from loraport.report.recipe_measures_figures import write_measures_figures
 
     figures = write_recipe_figures(run_dir / "figures", summary, schemes)
+    figures += write_measures_figures(run_dir / "figures", summary, schemes)
     with atomic_file(run_dir / "report.md") as fh:
         fh.write(markdown(meta, summary, schemes, figures))
     return summary
@@ -239,6 +248,7 @@ def markdown(
         for side, rows in summary["port_quant_tax"].items():
             out += ["", f"Quant tax of the ports ({side}):", "", *_tax_table(rows, schemes)]
         out += [""]
+    out += measures_sections(summary, schemes, list(figures))
     out += ["## What this supports / what it does not", "", "Supports:", ""]
     out += [f"- {c}" for c in summary["claims"]["supports"]] or ["- nothing: every effect is inside its CI"]
     out += ["", "Does not support:", ""]
