@@ -69,12 +69,46 @@ def test_plan_trains_every_recipe_on_both_bases_and_quantizes_only_y(tmp_path):
         ({"kind": "port", "methods": {"mean": {}}}, r"regularizers: only a recipe_transfer study uses it"),
         ({"recipe": {"regularizer": "l2_delta"}}, r"recipe.regularizer: a recipe_transfer study names"),
         ({"methods": {"mean": {}}}, r"methods: porting each recipe's adapter needs anchors"),
+        ({"tiers": ["tiny-llama-y"]}, r"tiers: list at least two capacity tiers"),
+        ({"tiers": ["tiny-llama-s", "tiny-llama-s"]}, r"tiers: 'tiny-llama-s' is listed twice"),
+        ({"tiers": ["tiny-llama-s", "tiny-llama-l"]}, r"tiers: the target 'tiny-llama-y' is not one of them"),
+        ({"tiers": ["tiny-qwen2-x", "tiny-llama-y"]}, r"tiers: the source 'tiny-qwen2-x' is X, not a tier"),
     ],
 )
 def test_bad_fields_are_one_line_errors_naming_the_field(tmp_path, change, message):
     with pytest.raises(StudyError, match=message) as e:
         load_study(_write(tmp_path, {**SPEC, **change}))
     assert "\n" not in str(e.value)
+
+
+def test_tiers_train_and_score_every_recipe_on_each_other_tier(tmp_path):
+    study = load_study(_write(tmp_path, {**SPEC, "tiers": ["tiny-llama-s", "tiny-llama-y"]}))
+    assert study.bases() == ("tiny-qwen2-x", "tiny-llama-y", "tiny-llama-s")
+    fps = {study.source: "fp-x", study.target: "fp-y", "tiny-llama-s": "fp-s"}
+    plan = make_plan(study, fps)
+    on_tier = [c for c in plan.by_kind("train") if c.params["base"] == "tiny-llama-s"]
+    assert len(on_tier) == 3 * 2  # none + 2 regularizers, 2 seeds
+    cond = plan.conditions["math_sum_more__fake_quant__s1__tier0"]
+    assert (cond["side"], cond["tier"], cond["scheme"], cond["regularizer"]) == (
+        "tier0",
+        "tiny-llama-s",
+        None,
+        "fake_quant",
+    )
+    assert plan.cells[cond["train"]].params["recipe"]["seed"] == 1
+    assert plan.cells[cond["eval"]].params["base"] == "tiny-llama-s"
+    base = plan.conditions["math_sum_more__base_tier0"]
+    assert base["condition"] == "base" and plan.cells[base["eval"]].params["adapter"] is None
+    quant = [c for c in plan.by_kind("eval") if c.params.get("quant")]
+    assert {c.params["base"] for c in quant} == {"tiny-llama-y"}  # tiers are not quantized
+    # "none" at the recipe's seed on a tier is the cell a port study with that target trains
+    common = {k: SPEC[k] for k in ("name", "source", "heldout")}
+    port_spec = {**common, "target": "tiny-llama-s", "anchors": ["math_add"], "n_anchors": [1], "methods": {}}
+    port = load_study(_write(tmp_path, port_spec))
+    held = {c.key for c in make_plan(port, fps).by_kind("train") if c.params["task"] == "math_sum_more"}
+    assert held & {c.key for c in on_tier}
+    without = make_plan(load_study(_write(tmp_path, SPEC)), fps)
+    assert set(without.cells) < set(plan.cells)  # tiers only add cells
 
 
 def _record(reg: str, side: str, correct: list[int], seed: int = 0) -> dict:
@@ -127,6 +161,42 @@ def test_a_true_sign_change_is_flagged_and_one_inside_the_cis_is_not():
         "swing": None,
         "why": "the CI on Y includes zero",
     }
+
+
+def test_a_sign_change_between_y_and_a_tier_is_reported_with_the_tier_name(tmp_path):
+    from loraport.report.recipe_report import recipe_report
+
+    rng = np.random.default_rng(3)
+    n = 400
+    none = {s: rng.random(n) < 0.5 for s in ("x", "y", "tier0")}
+    flip = rng.random(n) < 0.3
+    recs = [_record("none", s, c.astype(int).tolist()) for s, c in none.items()]
+    recs += [
+        _record("flip", "x", none["x"].astype(int).tolist()),  # no effect on X
+        _record("flip", "y", (none["y"] | flip).astype(int).tolist()),  # helps Y
+        _record("flip", "tier0", (none["tier0"] & ~flip).astype(int).tolist()),  # hurts the tier
+    ]
+    (row,) = deltas(index(recs))
+    assert row["verdict"] == "not distinguishable" and row["why"] == "the CI on X includes zero"
+    across = {(a["a"], a["b"]): a for a in row["across_tiers"]}
+    assert across[("y", "tier0")]["verdict"] == "sign change"
+    assert across[("y", "tier0")]["swing"] < -0.2
+    assert across[("x", "tier0")] | {"swing": None} == {
+        "a": "x",
+        "b": "tier0",
+        "verdict": "not distinguishable",
+        "swing": None,
+        "why": "the CI on X includes zero",
+    }
+    study = {**SPEC, "tiers": ["tiny-llama-s", "tiny-llama-y"], "eval": {"n": n}}
+    summary = recipe_report(tmp_path, {"study": study}, recs)
+    report = (tmp_path / "report.md").read_text()
+    assert "Δ on tier0 (tiny-llama-s) [95% CI]" in report
+    assert "| flip | Y vs tier0 (tiny-llama-s) | sign change |" in report
+    assert any(
+        "flip changes sign between Y and tier0 (tiny-llama-s)" in c for c in summary["claims"]["supports"]
+    )
+    assert (tmp_path / "figures" / "recipe_deltas.png").stat().st_size > 0
 
 
 def test_paired_bootstrap_of_identical_conditions_is_zero():

@@ -87,18 +87,21 @@ def excludes_zero(ci: list[float]) -> bool:
     return ci[0] > 0 or ci[1] < 0
 
 
-def sign_change(dx: dict[str, Any] | None, dy: dict[str, Any] | None) -> dict[str, Any]:
-    """The cross-base verdict for one regularizer from its Δ on X and on Y (paired_diff results):
-    "sign change" only when both CIs exclude zero and the signs differ (swing Δ_Y − Δ_X), "same
-    sign" when both exclude zero with one sign, else "not distinguishable" (which CI holds zero)."""
+def sign_change(
+    dx: dict[str, Any] | None, dy: dict[str, Any] | None, names: tuple[str, str] = ("X", "Y")
+) -> dict[str, Any]:
+    """The cross-base verdict for one regularizer from its Δ on X and on Y (paired_diff results;
+    `names` the two bases' names, for a tier pair): "sign change" only when both CIs exclude zero
+    and the signs differ (swing Δ_Y − Δ_X), "same sign" when both exclude zero with one sign, else
+    "not distinguishable" (which CI holds zero)."""
     if dx is None or dy is None:
         return {"verdict": "missing", "swing": None, "why": "a base has no paired records"}
-    inside = [s for s, d in (("X", dx), ("Y", dy)) if not excludes_zero(d["ci"])]
+    inside = [s for s, d in zip(names, (dx, dy), strict=True) if not excludes_zero(d["ci"])]
     swing = dy["delta"] - dx["delta"]
     if inside:
-        why = "the CI on X includes zero" if inside == ["X"] else "the CI on Y includes zero"
+        why = f"the CI on {inside[0]} includes zero"
         if len(inside) == 2:
-            why = "the CIs on X and Y include zero"
+            why = f"the CIs on {names[0]} and {names[1]} include zero"
         return {"verdict": "not distinguishable", "swing": swing, "why": why}
     if (dx["delta"] > 0) != (dy["delta"] > 0):
         return {"verdict": "sign change", "swing": swing, "why": "both CIs exclude zero, signs differ"}
@@ -110,12 +113,28 @@ def regularizers(idx: dict) -> list[str]:
     return regs
 
 
+def tier_sides(idx: dict) -> list[str]:
+    """The sides of a study's other capacity tiers ("tier<i>"), in tier order."""
+    return sorted({k[1] for k in idx if k[1].startswith("tier")}, key=lambda s: int(s[4:]))
+
+
 def deltas(idx: dict) -> list[dict[str, Any]]:
-    """Per regularizer: Δ vs none on X and on Y (full precision) and the cross-base verdict."""
+    """Per regularizer: Δ vs none on X and on Y (full precision) and the cross-base verdict; with
+    tiers, its Δ on each ("tiers") and the verdict of X and of Y against each ("across_tiers")."""
     rows = []
+    tiers = tier_sides(idx)
     for reg in regularizers(idx):
-        d = {s: paired_diff(_paired(idx.get((reg, s, None), {}), idx.get((NONE, s, None), {}))) for s in "xy"}
-        rows.append({"regularizer": reg, "x": d["x"], "y": d["y"], **sign_change(d["x"], d["y"])})
+        d = {
+            s: paired_diff(_paired(idx.get((reg, s, None), {}), idx.get((NONE, s, None), {})))
+            for s in ["x", "y", *tiers]
+        }
+        row = {"regularizer": reg, "x": d["x"], "y": d["y"], **sign_change(d["x"], d["y"])}
+        if tiers:
+            row["tiers"] = {t: d[t] for t in tiers}
+            row["across_tiers"] = [
+                {"a": a, "b": t, **sign_change(d[a], d[t], (a.upper(), t))} for t in tiers for a in ("x", "y")
+            ]
+        rows.append(row)
     return rows
 
 

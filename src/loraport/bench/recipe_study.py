@@ -9,6 +9,7 @@ the other, and does the adapter survive the quantized target base? (issue 19)
     regularizers: {l2_delta: null, entropy: 0.05}   # null: the regularizer's default λ
     schemes: [int8_sym_tensor, int4_sym_row, awq_lite, gguf_q4_0]
     seeds: [0, 1]                        # each seed is recipe.seed: its own data order and init
+    tiers: [tiny-llama-s, tiny-llama-y]  # optional: capacity tiers of Y's family, Y one of them
 
     loraport bench studies/recipe_transfer.yaml --out runs/recipe_transfer
 
@@ -20,6 +21,11 @@ cells whose params carry "quant": the "quant" eval variant registered here, comp
 bench.quant_eval); the bases are evaluated alone,
 quantized too, for the waterfall. Records carry task, condition (base | adapter), side (x | y),
 regularizer, strength, seed and scheme (None: full precision).
+
+With `tiers` (optional; as in a tiers study: smallest first, the target one of them), every recipe
+is also trained on each other tier and scored there in full precision (side "tier<i>", i its place
+in the list; records carry the tier's name): the regularizer's Δ per tier, and whether it changes
+sign between X or Y and a tier. Tiers are not quantized (the quant tax is Y's).
 
 With `anchors` and `methods` (optional), each recipe's X adapter is also ported to Y by every
 method variant at each N (anchor adapters with the study's own recipe; the seed draws the anchor
@@ -63,6 +69,14 @@ class RecipeTransferOptions(KindOptions):
     schemes: list[str] = Field(
         default_factory=list, description="recipe_transfer: quantization schemes of the target base"
     )
+    tiers: list[str] = Field(
+        default_factory=list,
+        description="recipe_transfer: capacity tiers of the target's family, smallest first, the target "
+        "one of them; every recipe is also trained and scored on the others",
+    )
+
+    def bases(self) -> tuple[str, ...]:
+        return tuple(self.tiers)
 
     @field_validator("regularizers")
     @classmethod
@@ -104,6 +118,19 @@ class RecipeTransferOptions(KindOptions):
             )
         if study.methods and not study.anchors:
             raise ValueError("methods: porting each recipe's adapter needs anchors; list them")
+        if self.tiers:
+            if len(set(self.tiers)) < len(self.tiers):
+                raise ValueError(
+                    f"tiers: {next(t for t in self.tiers if self.tiers.count(t) > 1)!r} is listed twice"
+                )
+            if len(self.tiers) < 2:
+                raise ValueError("tiers: list at least two capacity tiers (the target and another)")
+            if study.target not in self.tiers:
+                raise ValueError(
+                    f"tiers: the target {study.target!r} is not one of them ({', '.join(self.tiers)})"
+                )
+            if study.source in self.tiers:
+                raise ValueError(f"tiers: the source {study.source!r} is X, not a tier of Y's family")
 
 
 def recipes(study: Study, seed: int) -> dict[str, dict[str, Any]]:
@@ -190,6 +217,38 @@ def plan_recipe_study(p: Planner, study: Study) -> None:
                 if study.methods:
                     x_key = p.train("source", task, recipe)
                     plan_ports(p, study, task, x_key, {**cond, "condition": "port"})
+        plan_tiers(p, study, task, common)
+
+
+def plan_tiers(p: Planner, study: Study, task: str, common: dict[str, Any]) -> None:
+    """Each tier other than the target alone, and every recipe's adapter trained on it (per seed),
+    scored on it in full precision; side "tier<i>" (i: the tier's place in `tiers`)."""
+    from loraport.bench.tiers_study import tier_planner
+
+    for i, tier in enumerate(study.tiers):
+        if tier == study.target:
+            continue
+        t, s = tier_planner(p, study, tier), f"tier{i}"
+        extra = {"side": s, "tier": tier, "scheme": None}
+        p.conditions[f"{task}__base_{s}"] = {
+            **common,
+            **extra,
+            "condition": "base",
+            "eval": t.evaluate("target", task, None),
+        }
+        for seed in study.seeds:
+            for reg, recipe in recipes(study, seed).items():
+                key = t.train("target", task, recipe, f"train {task} on {tier} ({reg}, seed {seed})")
+                p.conditions[f"{task}__{reg}__s{seed}__{s}"] = {
+                    **common,
+                    **extra,
+                    "condition": "adapter",
+                    "regularizer": reg,
+                    "strength": recipe.get("strength"),
+                    "seed": seed,
+                    "eval": t.evaluate("target", task, key),
+                    "train": key,
+                }
 
 
 def plan_ports(p: Planner, study: Study, task: str, x_key: str, cond: dict[str, Any]) -> None:

@@ -25,17 +25,19 @@ def write_recipe_figures(folder: Path, summary: dict[str, Any], schemes: list[st
 
     rows = summary["deltas"]
     fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(rows) + 2), 3.8))
-    for j, (side, colour) in enumerate((("x", "tab:blue"), ("y", "tab:orange"))):
+    sides = ["x", "y", *(rows[0].get("tiers", {}) if rows else {})]  # a study's other tiers too
+    for j, side in enumerate(sides):
         xs, ys, err = [], [], [[], []]
         for i, r in enumerate(rows):
-            d = r[side]
+            d = r[side] if side in ("x", "y") else r["tiers"][side]
             if d is None:
                 continue
-            xs.append(i + (j - 0.5) * 0.3)
+            xs.append(i + (j - (len(sides) - 1) / 2) * 0.6 / len(sides))
             ys.append(d["delta"])
             err[0].append(d["delta"] - d["ci"][0])
             err[1].append(d["ci"][1] - d["delta"])
-        ax.errorbar(xs, ys, yerr=err, fmt="o", capsize=3, color=colour, label=f"on {side.upper()}")
+        label = f"on {side.upper()}" if side in ("x", "y") else f"on {side}"
+        ax.errorbar(xs, ys, yerr=err, fmt="o", capsize=3, color=f"C{j}", label=label)
     ax.axhline(0, color="gray", lw=0.8)
     ax.set_xticks(range(len(rows)), [r["regularizer"] for r in rows], rotation=30, ha="right", fontsize=8)
     ax.set(ylabel="Δ accuracy vs none (95% CI)", title="regularizer effect per base")

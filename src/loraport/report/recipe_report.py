@@ -65,6 +65,17 @@ def claims(study: dict[str, Any], summary: dict[str, Any]) -> dict[str, list[str
                     word = "helps" if d["delta"] > 0 else "hurts"
                     yes.append(f"{reg} {word} on {s}: Δ {_ci(d)}.")
             no.append(f"A cross-base sign change (or transfer) for {reg}: {row['why']} ({both}).")
+        quiet = []
+        for a in row.get("across_tiers", []):
+            pair = f"{a['a'].upper()} and {_tier(study, a['b'])}"
+            if a["verdict"] == "sign change":
+                yes.append(f"{reg} changes sign between {pair}: swing {a['swing']:+.3f} ({a['why']}).")
+            elif a["verdict"] == "same sign":
+                yes.append(f"{reg} moves {pair} the same way ({a['why']}).")
+            else:
+                quiet.append(f"{pair} ({a['why']})")
+        if quiet:
+            no.append(f"A sign change (or transfer) for {reg} between {'; '.join(quiet)}.")
     for scheme in study.get("schemes", []):
         ref = next(
             (r for r in summary["quant_tax"] if r["regularizer"] == NONE and r["scheme"] == scheme), None
@@ -135,6 +146,13 @@ def _figure(figures: list[str], name: str, alt: str) -> list[str]:
     return ["", f"![{alt}](figures/{name})"] if name in figures else []
 
 
+def _tier(study: dict[str, Any], side: str) -> str:
+    """A tier side ("tier<i>") as "tier<i> (<base>)"."""
+    names = study.get("tiers") or []
+    i = int(side[4:])
+    return f"{side} ({names[i]})" if i < len(names) else side
+
+
 def _neg(d: dict[str, Any]) -> dict[str, Any]:
     return {**d, "delta": -d["delta"], "ci": [-d["ci"][1], -d["ci"][0]]}
 
@@ -187,7 +205,15 @@ def markdown(
         "| regularizer | Δ on X [95% CI] | Δ on Y [95% CI] |",
         "|---|---|---|",
     ]
-    out += [f"| {r['regularizer']} | {_ci(r['x'])} | {_ci(r['y'])} |" for r in summary["deltas"]]
+    tiers = list(summary["deltas"][0].get("tiers", {})) if summary["deltas"] else []
+    if tiers:
+        out[-2] = out[-2][:-1] + "".join(f" Δ on {_tier(study, t)} [95% CI] |" for t in tiers)
+        out[-1] += "---|" * len(tiers)
+    out += [
+        f"| {r['regularizer']} | {_ci(r['x'])} | {_ci(r['y'])} |"
+        + "".join(f" {_ci(r['tiers'][t])} |" for t in tiers)
+        for r in summary["deltas"]
+    ]
     out += _figure(figures, "recipe_deltas.png", "Δ per base")
     out += [
         "",
@@ -202,6 +228,20 @@ def markdown(
         f"| {r['regularizer']} | {r['verdict']} | {_f(r['swing'], True)} | {r['why']} |"
         for r in summary["deltas"]
     ]
+    if tiers:
+        out += [
+            "",
+            "Across capacity tiers (each tier against X and against Y; swing Δ_tier − Δ_base):",
+            "",
+            "| regularizer | bases | verdict | swing | why |",
+            "|---|---|---|---|---|",
+        ]
+        out += [
+            f"| {r['regularizer']} | {a['a'].upper()} vs {_tier(study, a['b'])} | {a['verdict']} | "
+            f"{_f(a['swing'], True)} | {a['why']} |"
+            for r in summary["deltas"]
+            for a in r["across_tiers"]
+        ]
     out += [
         "",
         "## Quant tax on Y (accuracy with the adapter in full precision − on the quantized base)",
