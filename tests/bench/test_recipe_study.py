@@ -265,6 +265,8 @@ def test_a_tiny_recipe_study_runs_end_to_end(tiny_run):
     ):
         assert section in report
     assert json.loads((run / "summary.json").read_text())["claims"] == summary["claims"]
+    # without recipe_measures.json the report says how to add the loss tax and the diagnostics
+    assert summary["measures"] is False and "`loraport recipe-measures RUN_DIR`" in report
     for name in ("recipe_deltas.png", "recipe_quant_tax.png", "recipe_waterfall.png"):
         assert (run / "figures" / name).stat().st_size > 0 and f"figures/{name}" in report
     records = [json.loads(p.read_text()) for p in (run / "records").glob("*.json")]
