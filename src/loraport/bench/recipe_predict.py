@@ -53,10 +53,11 @@ def correlation(x: list[float], y: list[float]) -> dict[str, Any] | None:
     if len(x_) < MIN_UNITS or np.ptp(x_) == 0 or np.ptp(y_) == 0:
         return None
     rho = float(spearmanr(x_, y_).statistic)
-    res = bootstrap(
-        (x_, y_), _rho, paired=True, vectorized=True, n_resamples=BOOT, method="percentile",
-        rng=np.random.default_rng(0),
-    )  # fmt: skip
+    kwargs = {"paired": True, "vectorized": True, "n_resamples": BOOT, "method": "percentile"}
+    try:  # scipy >= 1.15 takes `rng`; the oldest scipy pyproject allows (1.11) only `random_state`
+        res = bootstrap((x_, y_), _rho, **kwargs, rng=np.random.default_rng(0))
+    except TypeError:
+        res = bootstrap((x_, y_), _rho, **kwargs, random_state=np.random.default_rng(0))
     ci = res.confidence_interval
     return {"rho": rho, "ci": [float(ci.low), float(ci.high)], "n": len(x_)}
 
