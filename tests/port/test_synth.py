@@ -186,10 +186,12 @@ def test_examples_option_is_typed_off_by_default_and_plans_its_own_teacher_cell(
         teach_cells({"examples": 8}),
         teach_cells({"examples": 8, "synthesizer": "source"}),
     )
-    assert len({*plain, *few, *by_x}) == 3  # each prompt source is its own teacher cell
-    (p_plain,), (p_few,), (p_x,) = plain.values(), few.values(), by_x.values()
+    infilled = teach_cells({"examples": 8, "synthesis": "infill"})
+    assert len({*plain, *few, *by_x, *infilled}) == 4  # each prompt source is its own teacher cell
+    (p_plain,), (p_few,), (p_x,), (p_in,) = plain.values(), few.values(), by_x.values(), infilled.values()
     assert "synth_base" not in p_plain and "examples" not in p_plain
     assert (p_few["examples"], p_few["synth_base"], p_x["synth_base"]) == (8, "base-y", "base-x")
+    assert (p_few["synthesis"], p_in["synthesis"]) == ("listing", "infill")
 
 
 def test_synthesis_end_to_end_on_the_tiny_zoo_target():
@@ -286,3 +288,34 @@ def test_a_study_teach_cell_with_examples_synthesizes_and_charges_the_cost(tmp_p
     assert answers.prompts[:4] == task_prompts(TASK, 4, seed=1)
     assert len(answers.prompts) == 4 + syn["kept"] <= 12 and syn["synthesizer"] == "tiny-llama-y"
     assert not set(map(" ".join, map(str.split, answers.prompts))) & set(eval_prompts(TASK, 20, 0))
+
+
+def test_infill_slots_are_the_variable_words_and_numbers():
+    from loraport.port.synth_infill import graft, slot_words
+
+    text = "ben has 3 apples, tom has 4 more. how many in all? "
+    parts, slots = slot_words(text, skeleton(EXAMPLES))
+    assert "".join(parts) == text  # the whitespace is kept
+    assert [parts[i] for i in slots] == ["ben", "3", "apples,", "tom", "4"]
+    code = "# h(n): n plus 72 then times 12\n"
+    parts, slots = slot_words(code, ["#", "0", "then", "times", "0"])
+    assert [parts[i] for i in slots] == ["n", "plus", "72", "12"]  # h(n): is mixed: it stays
+    assert graft("apples,", " books and more") == "books,"
+    assert graft("apples,", " 12 books") is None  # a number for a word: refused
+    assert graft("72", "905.") == "905" and graft("72", "") is None
+
+
+def test_infill_synthesis_on_the_tiny_zoo_keeps_the_template():
+    """The tiny Y cannot write a held-out task's prompts from a listing, but rewriting the
+    examples' variable words it keeps many, each with the examples' skeleton."""
+    from loraport.port.prompts import task_prompts
+
+    examples = task_prompts(TASK, 6, seed=1)
+    syn = synthesize_prompts("tiny-llama-y", examples, 24, seed=0, mode="infill")
+    kept = syn.prompts[6:]
+    assert syn.stats["mode"] == "infill" and len(kept) >= 6
+    assert all(has_skeleton(p, skeleton(examples)) and p.endswith("? ") for p in kept)
+    assert not set(kept) & set(examples)
+    assert synthesize_prompts("tiny-llama-y", examples, 24, seed=0, mode="infill").prompts == syn.prompts
+    with pytest.raises(MethodError, match="synthesis mode"):
+        synthesize_prompts("tiny-llama-y", examples, 24, seed=0, mode="paraphrase")

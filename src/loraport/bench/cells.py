@@ -75,6 +75,7 @@ def _teach(cell: Cell, store: Store) -> None:
         eval_seed=ev["seed"],
         examples=p.get("examples"),
         synthesizer=p.get("synth_base"),
+        mode=p.get("synthesis", "listing"),
     )
     answers = teach(p["source"], store.adapter(p["x"]), prompts, max_new_tokens=p["max_new_tokens"])
     answers = charge(answers, synthesis)

@@ -139,7 +139,8 @@ class Planner:
         params = {"source": self.study.source, "x": x_key, "task": task}
         if options.get("examples") is not None:
             side = options.get("synthesizer", "target")
-            prompts.update(examples=options["examples"], synthesizer=side)
+            mode = options.get("synthesis", "listing")
+            prompts.update(examples=options["examples"], synthesizer=side, synthesis=mode)
             parts, params["synth_base"] = (self.fp[side],), self.base[side]
         key = content_key("teach", self.fp["source"], x_key, task, prompts, self.ev, *parts)
         params.update({**prompts, "eval": self.ev})

@@ -125,7 +125,8 @@ class TeacherMethod(BehaviourMethod):
             self.check_eval_data(job, examples)
             evals |= set(eval_prompts(held, held.available("eval"), 0))
         base = source if o.get("synthesizer") == "source" else job.target_base
-        syn = synthesize_prompts(base, examples, o["prompts"], seed=o["prompt_seed"], evals=evals)
+        mode = o.get("synthesis", "listing")
+        syn = synthesize_prompts(base, examples, o["prompts"], seed=o["prompt_seed"], evals=evals, mode=mode)
         if job.task is not None:
             check_disjoint_prompts(syn.prompts, job.task, n_eval=job.eval_n, eval_seed=job.eval_seed)
         self.check_eval_data(job, syn.prompts)
@@ -262,6 +263,7 @@ _DISTILL_LATE = {
     "weight_floor": 0.25,
     "examples": None,
     "synthesizer": "target",
+    "synthesis": "listing",
 }
 
 
@@ -272,7 +274,8 @@ class DistillOptions(PromptOptions):
     token by the adapter's contrastive excess log p_{X+A} − log p_X, floored at `weight_floor`.
     Prompts from a few examples (port.synth; off by default): `examples` takes only that many of
     the task's train prompts and has the `synthesizer` base (target Y or source X) write the rest of
-    the `prompts`, filtered (port.prompt_filters)."""
+    the `prompts` (`synthesis`: by continuing a few-shot listing, or by rewriting the examples'
+    variable words), filtered (port.prompt_filters)."""
 
     init: str = "zero"  # zero, or a method whose port starts training (align, global_ridge, spanfit, ...)
     steps: int = Field(60, ge=1)
@@ -285,6 +288,8 @@ class DistillOptions(PromptOptions):
     examples: int | None = Field(None, ge=3)  # given prompts; None: all `prompts` are the task's
     # the base that writes the other prompts (with `examples`, or `loraport port --examples FILE`)
     synthesizer: Literal["target", "source"] = "target"
+    # listing: the synthesizer continues a few-shot listing; infill: it rewrites examples' words
+    synthesis: Literal["listing", "infill"] = "listing"
 
     @field_validator("examples")
     @classmethod

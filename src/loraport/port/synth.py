@@ -12,6 +12,9 @@ is what base and instruct models alike continue. The examples' common leading an
 whitespace (a task whose prompts end in a newline) is stripped for the listing; each candidate is
 stripped and given it back.
 
+With mode "infill" the model instead rewrites the variable words of an example, in the same
+listing's context (port.synth_infill): for a model that cannot imitate a new format on its own.
+
 Rounds of candidates run until `n` prompts (examples included) are kept or 4·n candidates were
 written; a shortfall is recorded, not an error. Cost (generated tokens, seconds, including the
 perplexity passes) counts in the port's cost through the teacher answers (`charge`).
@@ -34,6 +37,7 @@ from loraport.port.teacher import Answers, context_length
 SHOTS = 8  # examples shown per candidate (all of them when fewer)
 BUDGET = 4  # candidates written per prompt asked for, at most
 ROUND = 64  # candidates per generation batch
+MODES = ("listing", "infill")
 
 
 @dataclass
@@ -155,10 +159,15 @@ def synthesize_prompts(
     seed: int,
     evals: set[str] | frozenset[str] = frozenset(),
     jaccard: float = 0.9,
+    mode: str = "listing",
     device: str | None = None,
 ) -> Synthesis:
     """The examples plus synthetic prompts written by `base`, `n` in all where the filter keeps
-    enough (port.prompt_filters); `evals` are the normalised eval prompts no prompt may repeat."""
+    enough (port.prompt_filters); `evals` are the normalised eval prompts no prompt may repeat.
+    `mode`: "listing" (the model continues a few-shot listing) or "infill" (it rewrites an
+    example's variable words in the same listing's context, port.synth_infill)."""
+    if mode not in MODES:
+        raise MethodError(f"prompt synthesis mode {mode!r}: one of {', '.join(MODES)}")
     from loraport.models import load_model
 
     start = time.perf_counter()
@@ -176,6 +185,10 @@ def synthesize_prompts(
     budget = int(1.5 * max(lengths)) + 8
     sep_tokens = len(tokenizer(sep, add_special_tokens=False)["input_ids"])
     k = shots_that_fit(lengths, sep_tokens, budget, context_length(model))
+    if mode == "infill":
+        from loraport.port.synth_infill import SHOTS as INFILL_SHOTS
+
+        k = min(k, INFILL_SHOTS)
     kept: list[str] = []
     dropped: dict[str, int] = {}
     written = tokens = 0
@@ -183,7 +196,13 @@ def synthesize_prompts(
     while len(examples) + len(kept) < n and written < BUDGET * n:
         count = min(ROUND, BUDGET * n - written)
         ctxs = contexts(bare, count, seed * 1_000_003 + rounds, sep, k)
-        texts, used = sample(model, tokenizer, ctxs, sep, budget, seed * 1_000_003 + rounds)
+        if mode == "infill":
+            from loraport.port.synth_infill import infill
+
+            done, used = infill(model, tokenizer, bare, ctxs, keep.skel, seed * 1_000_003 + rounds)
+            texts: list[str | None] = list(done)
+        else:
+            texts, used = sample(model, tokenizer, ctxs, sep, budget, seed * 1_000_003 + rounds)
         cands = [None if t is None else head + t.strip() + tail for t in texts]
         finished = [c for c in cands if c is not None and c.strip()]
         nll = dict(zip(finished, mean_nll(model, tokenizer, finished), strict=True)) if finished else {}
@@ -198,6 +217,7 @@ def synthesize_prompts(
         written, tokens, rounds = written + count, tokens + used, rounds + 1
     stats = {
         "synthesizer": ref.name or str(ref.path),
+        "mode": mode,
         "examples": len(examples),
         "asked": n,
         "written": written,
@@ -235,9 +255,11 @@ def teach_prompts(
     eval_seed: int,
     examples: int | None = None,
     synthesizer: str | None = None,
+    mode: str = "listing",
 ) -> tuple[list[str], Synthesis | None]:
     """A study's teacher prompts: `n` of the task's train prompts; or, with `examples`, only that
-    many of them, the rest synthesized by the `synthesizer` base. Checked against the eval items."""
+    many of them, the rest synthesized by the `synthesizer` base in `mode`. Checked against the
+    eval items."""
     from loraport.port.prompts import check_disjoint_prompts, eval_prompts, task_prompts, unlabeled_prompts
 
     if examples is None:
@@ -247,6 +269,6 @@ def teach_prompts(
     given = task_prompts(task, examples, seed)
     evals = eval_prompts(task, n_eval, eval_seed)
     check_disjoint_prompts(given, task, n_eval=n_eval, eval_seed=eval_seed)
-    syn = synthesize_prompts(synthesizer, given, n, seed=seed, evals=set(evals))
+    syn = synthesize_prompts(synthesizer, given, n, seed=seed, evals=set(evals), mode=mode)
     check_disjoint_prompts(syn.prompts, task, n_eval=n_eval, eval_seed=eval_seed)
     return syn.prompts, syn
