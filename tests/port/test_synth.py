@@ -159,6 +159,9 @@ def test_examples_option_is_typed_off_by_default_and_plans_its_own_teacher_cell(
 
     assert "examples" not in get_method("distill").options()  # default: existing keys unchanged
     assert get_method("distill", examples=8).options()["examples"] == 8
+    # without examples, how prompts would be synthesized is left out: the plain variant's key
+    assert get_method("distill", synthesis="infill").options() == get_method("distill").options()
+    assert get_method("distill", examples=8, synthesis="infill").options()["synthesis"] == "infill"
     with pytest.raises(MethodError, match="option examples"):
         get_method("distill", examples=2)
     with pytest.raises(MethodError, match="exceed prompts"):

@@ -124,8 +124,9 @@ class TeacherMethod(BehaviourMethod):
             held = load_eval_jsonl(job.eval_data)
             self.check_eval_data(job, examples)
             evals |= set(eval_prompts(held, held.available("eval"), 0))
-        base = source if o.get("synthesizer") == "source" else job.target_base
-        mode = o.get("synthesis", "listing")
+        # read from the options themselves: the dump leaves them out without an `examples` count
+        base = source if getattr(self.opts, "synthesizer", "target") == "source" else job.target_base
+        mode = getattr(self.opts, "synthesis", "listing")
         syn = synthesize_prompts(base, examples, o["prompts"], seed=o["prompt_seed"], evals=evals, mode=mode)
         if job.task is not None:
             check_disjoint_prompts(syn.prompts, job.task, n_eval=job.eval_n, eval_seed=job.eval_seed)
@@ -265,6 +266,8 @@ _DISTILL_LATE = {
     "synthesizer": "target",
     "synthesis": "listing",
 }
+#: left out of the dump (and cache keys) without `examples`: a study's plain variant keeps its key
+_SYNTHESIS = ("synthesizer", "synthesis")
 
 
 class DistillOptions(PromptOptions):
@@ -317,6 +320,8 @@ class DistillOptions(PromptOptions):
     @model_serializer(mode="wrap")
     def _drop_late_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data = handler(self)
+        if data.get("examples") is None:  # how prompts are synthesized matters only with examples
+            data = {k: v for k, v in data.items() if k not in _SYNTHESIS}
         return {k: v for k, v in data.items() if k not in _DISTILL_LATE or v != _DISTILL_LATE[k]}
 
 
