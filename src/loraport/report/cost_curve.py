@@ -92,6 +92,7 @@ def write_cost_curve_figure(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter
 
     folder.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -113,6 +114,10 @@ def write_cost_curve_figure(
     axes[1].axhline(1, color="tab:red", ls="--", lw=1, label="teacher (ratio 1)")
     for ax, name in zip(axes, ("gap recovered", "teacher ratio"), strict=True):
         ax.set_xscale("log")
+        # plain numbers (0.2, 0.3) on the log axis, not powers of ten
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
+        ax.tick_params(axis="x", which="minor", labelsize=7)
         ax.axhline(0, color="gray", lw=0.8)
         ax.set(xlabel="port wall time / oracle training time", ylabel=f"{name} (95% CI)")
         if ax.get_legend_handles_labels()[0]:
