@@ -76,11 +76,15 @@ class StudyKind:
     report(run_dir, meta, records) -> summary: the kind's metrics over the stored records (never
     in-memory state) and its report files (summary.json, report.md, figures/) in `run_dir`.
     options: the model of the kind's own spec fields (KindOptions: none).
+    results(folder, meta, summary) -> lines: the study's section of docs/results.md (markdown,
+    from its run.json and summary.json only; report.results writes the page); None: the
+    summary's `findings` lines under a heading.
     """
 
     plan: Callable[[Planner, Study], None]
     report: Callable[[Path, dict[str, Any], list[dict[str, Any]]], dict[str, Any]]
     options: type[KindOptions] = KindOptions
+    results: Callable[[str, dict[str, Any], dict[str, Any]], list[str]] | None = None
 
 
 #: Study kinds by name (a study's `kind:`, default "port"). A miss lists the valid names.

@@ -45,6 +45,33 @@ def load_summaries(results_dir: Path = RESULTS) -> list[tuple[str, dict[str, Any
     ]
 
 
+def kind_of(summary: dict[str, Any]) -> str:
+    """The study kind a summary.json was written by (a port study's carries no `kind`)."""
+    return summary.get("kind", "port")
+
+
+def kind_section(results_dir: Path, folder: str, summary: dict[str, Any]) -> list[str]:
+    """The docs/results.md section of a study of another kind than `port`: its kind's `results`
+    (from run.json and summary.json), or its `findings` lines under a heading."""
+    from loraport.bench.kinds import STUDY_KINDS
+
+    run = Path(results_dir) / folder / "run.json"
+    meta = json.loads(run.read_text()) if run.is_file() else {"study": {"name": summary.get("study", folder)}}
+    kind = STUDY_KINDS.get(kind_of(summary))
+    if kind.results is not None:
+        return [*kind.results(folder, meta, summary), ""]
+    lines = summary.get("findings") or ["(no findings recorded)"]
+    return [f"## {folder}", "", *[f"- {line}" for line in lines], ""]
+
+
+def provenance_line(folder: str, meta: dict[str, Any]) -> str:
+    """Where and how long a study ran, and where its records are, from its run.json."""
+    return (
+        f"Run on {meta.get('device') or 'cpu'} (torch {meta.get('torch')}, {meta.get('seconds')} s wall). "
+        f"Records, report and figures: [`results/{folder}/`](../results/{folder}/report.md)."
+    )
+
+
 def top_n(summary: dict[str, Any]) -> int | None:
     """The largest N of the study (the N its headline and tables use)."""
     ns = summary["provenance"]["study"].get("n_anchors") or []
@@ -190,7 +217,8 @@ def _study_section(folder: str, s: dict[str, Any]) -> list[str]:
 
 def render_results(results_dir: Path = RESULTS) -> str:
     """The text of docs/results.md for the summaries under results_dir."""
-    studies = load_summaries(results_dir)
+    every = load_summaries(results_dir)
+    studies = [(f, s) for f, s in every if kind_of(s) == "port"]
     L = [
         "# Results",
         "",
@@ -209,6 +237,17 @@ def render_results(results_dir: Path = RESULTS) -> str:
     ]
     for folder, s in studies:
         L += _study_section(folder, s)
+    others = [(f, s) for f, s in every if kind_of(s) != "port"]
+    if others:
+        L += [
+            "# Other study kinds",
+            "",
+            "Studies that ask another question than how much of an adapter's gain a port recovers; each "
+            "section is written by its kind from the study's run.json and summary.json.",
+            "",
+        ]
+    for folder, s in others:
+        L += kind_section(results_dir, folder, s)
     return "\n".join(L).rstrip() + "\n"
 
 
