@@ -142,6 +142,19 @@ def snapshot_study_report(
     return snapshot_report(run_dir, meta, records)
 
 
+def snapshot_results(folder: str, meta: dict[str, Any], summary: dict[str, Any]) -> list[str]:
+    """The study's section of docs/results.md (report.snapshot_report.results_section)."""
+    from loraport.report.snapshot_report import results_section
+
+    return results_section(folder, meta, summary)
+
+
 STUDY_KINDS.add(
-    "snapshots", StudyKind(plan=plan_snapshot_study, report=snapshot_study_report, options=SnapshotOptions)
+    "snapshots",
+    StudyKind(
+        plan=plan_snapshot_study,
+        report=snapshot_study_report,
+        options=SnapshotOptions,
+        results=snapshot_results,
+    ),
 )

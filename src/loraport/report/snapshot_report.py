@@ -333,3 +333,49 @@ def fewstep_section(rows: list[dict[str, Any]]) -> str:
         )
     out += ["", *[f"- {line}" for line in fewstep_findings(rows)]]
     return "\n".join(out) + "\n"
+
+
+def results_section(folder: str, meta: dict[str, Any], summary: dict[str, Any]) -> list[str]:
+    """The study's section of docs/results.md: what ran, X accuracy per snapshot, the ports of the
+    earliest and latest snapshot, and every finding line (snapshots, then few-step updates)."""
+    from loraport.report.results import provenance_line
+
+    st = meta["study"]
+    epochs = [r["epoch"] for r in summary["x"]]
+    out = [
+        f"## {folder}",
+        "",
+        f"Snapshots study `{st['name']}`: {st['source']} (X) → {st['target']} (Y); the X adapters of "
+        f"{', '.join(st['heldout'])} ported at training epochs {st.get('snapshots')}, with anchors taken at "
+        f"epochs {st.get('anchor_snapshots')}, by {', '.join(st['methods'])} at N ∈ {st['n_anchors']} over "
+        f"seeds {st['seeds']}; {st['eval']['n']} eval items per task. " + provenance_line(folder, meta),
+        "",
+        "X accuracy per snapshot (mean over the held-out tasks): "
+        + ", ".join(f"epoch {r['epoch']} {_acc(r)}" for r in summary["x"])
+        + ".",
+        "",
+    ]
+    if epochs:
+        ends = [r for r in summary["ports"] if r["epoch"] in (min(epochs), max(epochs))]
+        out += [
+            "| variant | N | X epoch | anchor epoch | X acc | Y acc [95% CI] | gap recovered [95% CI] |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in ends:
+            gci = r["gap_ci"]
+            g = _f(r["gap_recovered"]) + (f" [{gci[0]:.3f}, {gci[1]:.3f}]" if gci else "")
+            out.append(
+                f"| {r['variant']} | {r['n_anchors']} | {r['epoch']} | {r['anchor_epoch']} | "
+                f"{_f(r['x_acc'])} | {_acc(r['y'])} | {g} |"
+            )
+        out.append("")
+    out += [f"- {line}" for line in summary["findings"] or ["(none: a single snapshot)"]]
+    if summary.get("fewstep"):
+        out += [
+            "",
+            f"Few-step updates from every snapshot and port ({len(summary['fewstep'])} rows: task × start × "
+            "credit × k; the table is in the report):",
+            "",
+            *[f"- {line}" for line in fewstep_findings(summary["fewstep"])],
+        ]
+    return out
