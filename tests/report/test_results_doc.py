@@ -41,7 +41,9 @@ def test_a_study_of_another_kind_gets_its_kinds_section(tmp_path: Path):
         "methods": {"mean": {}}, "n_anchors": [4], "seeds": [0], "eval": {"n": 300},
         "snapshots": [1, 4], "anchor_snapshots": [4],
     }  # fmt: skip
-    (folder / "run.json").write_text(json.dumps({"study": study, "device": "cpu", "torch": "2", "seconds": 9.5}))
+    (folder / "run.json").write_text(
+        json.dumps({"study": study, "device": "cpu", "torch": "2", "seconds": 9.5})
+    )
     port = {"variant": "mean", "n_anchors": 4, "anchor_epoch": 4, "y": {"acc": 0.4, "ci": [0.35, 0.45]}}
     summary = {
         "kind": "snapshots", "study": "snaps", "missing": [], "fewstep": [], "contrasts": [],

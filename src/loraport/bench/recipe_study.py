@@ -303,7 +303,21 @@ def _quantized(params: dict[str, Any], adapter: Any) -> EvalResult:
 
 
 EVAL_VARIANTS.add("quant", EvalVariant(evaluate=_quantized))
+
+
+def recipe_results(folder: str, meta: dict[str, Any], summary: dict[str, Any]) -> list[str]:
+    """The study's section of docs/results.md (report.recipe_report.results_section)."""
+    from loraport.report.recipe_report import results_section
+
+    return results_section(folder, meta, summary)
+
+
 STUDY_KINDS.add(
     "recipe_transfer",
-    StudyKind(plan=plan_recipe_study, report=recipe_study_report, options=RecipeTransferOptions),
+    StudyKind(
+        plan=plan_recipe_study,
+        report=recipe_study_report,
+        options=RecipeTransferOptions,
+        results=recipe_results,
+    ),
 )

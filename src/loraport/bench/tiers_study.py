@@ -195,4 +195,16 @@ def _judged(result: EvalResult, params: dict[str, Any]) -> EvalResult:
 
 
 EVAL_VARIANTS.add("judge", EvalVariant(after=_judged))
-STUDY_KINDS.add("tiers", StudyKind(plan=plan_tiers_study, report=tiers_study_report, options=TiersOptions))
+
+
+def tiers_results(folder: str, meta: dict[str, Any], summary: dict[str, Any]) -> list[str]:
+    """The study's section of docs/results.md (report.tiers_report.results_section)."""
+    from loraport.report.tiers_report import results_section
+
+    return results_section(folder, meta, summary)
+
+
+STUDY_KINDS.add(
+    "tiers",
+    StudyKind(plan=plan_tiers_study, report=tiers_study_report, options=TiersOptions, results=tiers_results),
+)

@@ -296,3 +296,35 @@ def markdown(
     if summary["missing"]:
         out += ["", "## Missing conditions", ""] + [f"- {m}" for m in summary["missing"]]
     return "\n".join(out) + "\n"
+
+
+def results_section(folder: str, meta: dict[str, Any], summary: dict[str, Any]) -> list[str]:
+    """The study's section of docs/results.md: what ran, each regularizer's Δ per base, and the
+    report's two claim lists (what the run supports, what it does not)."""
+    from loraport.report.results import provenance_line
+
+    study = meta["study"]
+    out = [
+        f"## {folder}",
+        "",
+        f"Recipe-transfer study `{study['name']}`: X = {study['source']}, Y = {study['target']}; tasks "
+        f"{', '.join(study['heldout'])}; regularizers {', '.join(study.get('regularizers', {}))}; quantized Y "
+        f"{', '.join(study.get('schemes', [])) or '(none)'}; seeds {summary['seeds']}; {study['eval']['n']} eval "
+        "items per task. " + provenance_line(folder, meta),
+        "",
+        "| regularizer | Δ accuracy on X vs none [95% CI] | Δ on Y [95% CI] | verdict |",
+        "|---|---|---|---|",
+        *[
+            f"| {r['regularizer']} | {_ci(r['x'])} | {_ci(r['y'])} | {r['verdict']} |"
+            for r in summary["deltas"]
+        ],
+        "",
+        "What this supports:",
+        "",
+        *([f"- {c}" for c in summary["claims"]["supports"]] or ["- nothing: every effect is inside its CI"]),
+        "",
+        "What it does not:",
+        "",
+        *[f"- {c}" for c in summary["claims"]["does_not"]],
+    ]
+    return out

@@ -232,3 +232,49 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any], figures: list[str] =
     if summary["missing"]:
         out += ["", "## Missing conditions", ""] + [f"- {m}" for m in summary["missing"]]
     return "\n".join(out) + "\n"
+
+
+def results_section(folder: str, meta: dict[str, Any], summary: dict[str, Any]) -> list[str]:
+    """The study's section of docs/results.md: what ran, the procedure table, the shapes, the port
+    quality per tier, each scorer pair's agreement range and headline shift, and the threats."""
+    from loraport.report.results import provenance_line
+
+    st = meta["study"]
+    out = [
+        f"## {folder}",
+        "",
+        f"Tiers study `{st['name']}`: tiers {', '.join(map(short, summary['tiers']))} (smallest first), "
+        f"source {short(st['source'])}; tasks {', '.join(st['heldout'])}; {st['eval']['n']} eval items per "
+        "task. " + provenance_line(folder, meta),
+        "",
+        "| tier | base plain | base proc. | SFT plain | SFT proc. | pre-Δ | post-Δ | lift |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in summary["procedure"]:
+        out.append(
+            f"| {short(r['tier'])} | {_f(r['base_plain'])} | {_f(r['base_procedure'])} | {_f(r['sft_plain'])} | "
+            f"{_f(r['sft_procedure'])} | {_ci(r['pre'])} | {_ci(r['post'])} | {_ci(r['lift'])} |"
+        )
+    out += ["", *[f"- {s['of']} across tiers: **{s['shape']}** ({s['why']})." for s in summary["shapes"]]]
+    if summary["ports"]:
+        out += ["", "Port quality per tier (procedure prompts):", ""]
+        out += [
+            f"- {r['variant']} on {short(r['tier'])}: accuracy {_f(r['accuracy'])} (base {_f(r['base'])}, "
+            f"oracle {_f(r['oracle'])}), gap_recovered "
+            + ("unusable" if not r["usable"] else _f(r["gap_recovered"], True))
+            + (f" [{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}]" if r["ci"] else "")
+            + "."
+            for r in summary["ports"]
+        ]
+    for ag in summary["agreement"]:
+        groups = list(ag["groups"].values())
+        kappas = [g["kappa"] for g in groups if g["kappa"] is not None]
+        agree = [g["observed"] for g in groups]
+        out.append(
+            f"- Scorer agreement, {ag['a']} vs {ag['b']} over {len(groups)} conditions: observed agreement "
+            f"{min(agree):.3f}–{max(agree):.3f}"
+            + (f", Cohen's κ {min(kappas):.3f}–{max(kappas):.3f}" if kappas else ", κ undefined")
+            + f"; the largest headline shift if one replaces the other is {ag['headline']['max_abs_shift']:.3f}."
+        )
+    out += ["", "Threats (written by the report):", "", *[f"- {t}" for t in summary["threats"]]]
+    return out
