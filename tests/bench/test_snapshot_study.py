@@ -89,7 +89,7 @@ def test_findings_are_stated_only_where_the_ci_excludes_zero():
     }
     lines = findings(s)
     assert (
-        "X accuracy is higher late and the port is but lower: better on X does not mean ports better"
+        "X accuracy is higher late but the port is lower: better on X does not mean ports better"
         in lines[0]
     )
     assert lines[1].endswith("not distinguishable.")

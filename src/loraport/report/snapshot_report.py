@@ -158,9 +158,9 @@ def findings(summary: dict[str, Any]) -> list[str]:
             if w is None:
                 lines.append(f"{head}: not distinguishable, so the snapshot time is not shown to matter.")
             elif xw is not None:
-                same = "also " if w == xw else "but "
+                port = f"and the port is also {w}" if w == xw else f"but the port is {w}"
                 lines.append(
-                    f"{head}: X accuracy is {xw} late and the port is {same}{w}: better on X "
+                    f"{head}: X accuracy is {xw} late {port}: better on X "
                     + ("ports better." if w == xw == "higher" else "does not mean ports better.")
                 )
             else:
