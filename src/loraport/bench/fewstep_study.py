@@ -19,6 +19,8 @@ epoch): the linear part of a global ridge port, whatever method the port itself 
 from __future__ import annotations
 
 import json
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -126,12 +128,15 @@ def _run(
     x_model = load_model(study["source"]) if "transfer" in credits else None
     epochs = study["recipe"]["epochs"]
     rows = []
+    starts = {task: sorted(_starts(records, task, epochs).items()) for task in study["heldout"]}
+    total, done, t0 = sum(map(len, starts.values())), 0, time.perf_counter()
     for task in study["heldout"]:
         t = get_task(task)
         items = t.items("train", batches * batch_size, seed=seed)
         upd_batches = [items[i * batch_size : (i + 1) * batch_size] for i in range(batches)]
         held = t.items("eval", heldout_n, seed=seed)
-        for (start, epoch), ref in sorted(_starts(records, task, epochs).items()):
+        for (start, epoch), ref in starts[task]:
+            t_start = time.perf_counter()
             upd = FewStep(model, tok, _factors(store, ref["key"]), seed=seed)
             if x_model is not None:  # X at this epoch's snapshot, mapped through the port's anchors
                 upd.transfer_from = FewStep(x_model[0], x_model[1], _factors(store, ref["x"]), seed=seed)
@@ -148,4 +153,11 @@ def _run(
                 upd.close()
                 if upd.transfer_from is not None:
                     upd.transfer_from.close()
+            done += 1  # one line per start: a log file or CI shows progress
+            print(
+                f"fewstep {done}/{total} {task} from {start} (epoch {epoch}): "
+                f"{time.perf_counter() - t_start:.1f} s (elapsed {time.perf_counter() - t0:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
     return rows
