@@ -297,9 +297,15 @@ def _falls(r: dict[str, Any]) -> bool | None:
     return None if ci is None else ci[1] < 0
 
 
+def _num(x: float) -> str:
+    """A loss change: four decimals, or two significant digits below 0.001 (a credit that barely
+    moves the loss must not read as +0.0000)."""
+    return f"{x:+.4f}" if x == 0 or abs(x) >= 1e-3 else f"{x:+.1e}"
+
+
 def _dv(r: dict[str, Any]) -> str:
     ci = r.get("d_heldout_ci")
-    return f"{r['d_heldout']:+.4f}" + (f" [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "")
+    return _num(r["d_heldout"]) + (f" [{_num(ci[0])}, {_num(ci[1])}]" if ci else "")
 
 
 def _p(r: dict[str, Any]) -> str:
@@ -328,7 +334,7 @@ def fewstep_section(rows: list[dict[str, Any]]) -> str:
             else f"{r['pur']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "")
         )
         out.append(
-            f"| {_where(r).rstrip(': ') or '—'} | {r['epoch']} | {r['credit']} | {r['k']} | {r['lr']:g} | {r['d_train']:+.4f} | {r['d_heldout']:+.4f} | {p} | "
+            f"| {_where(r).rstrip(': ') or '—'} | {r['epoch']} | {r['credit']} | {r['k']} | {r['lr']:g} | {_num(r['d_train'])} | {_num(r['d_heldout'])} | {p} | "
             f"{r['cosine']:+.2f} | {r['variance']['relative']:.2f} | {r['acc_before']:.3f} → {r['acc_after']:.3f} |"
         )
     out += ["", *[f"- {line}" for line in fewstep_findings(rows)]]
@@ -371,11 +377,16 @@ def results_section(folder: str, meta: dict[str, Any], summary: dict[str, Any]) 
         out.append("")
     out += [f"- {line}" for line in summary["findings"] or ["(none: a single snapshot)"]]
     if summary.get("fewstep"):
+        lines = fewstep_findings(summary["fewstep"])
+        quiet = ("not distinguishable.", "not claimed.", "at either.")
+        claimed = [line for line in lines if not line.endswith(quiet)]
         out += [
             "",
             f"Few-step updates from every snapshot and port ({len(summary['fewstep'])} rows: task × start × "
-            "credit × k; the table is in the report):",
+            f"credit × k; the table is in the report). The {len(claimed)} finding lines a CI supports:",
             "",
-            *[f"- {line}" for line in fewstep_findings(summary["fewstep"])],
+            *[f"- {line}" for line in claimed],
+            "",
+            f"The other {len(lines) - len(claimed)} lines state no effect (not distinguishable, or no CI).",
         ]
     return out
