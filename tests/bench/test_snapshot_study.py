@@ -162,6 +162,8 @@ def test_a_tiny_snapshots_study_runs_end_to_end_and_reuses_its_cells(mini_zoo, t
     assert {r["start"] for r in rows} == {"port mean N=2", "y_snapshot"}
     assert all(-1 <= r["cosine"] <= 1 and r["lr"] in (0.01, 0.1) for r in rows)
     assert "## Few-step updates" in (run / "report.md").read_text()
+    assert (run / "figures" / "fewstep.png").stat().st_size > 0
+    assert "figures/fewstep.png" in (run / "report.md").read_text()
     assert "fewstep 4/4 " in capsys.readouterr().err  # one progress line per start, for logs
     # a second run computes nothing: every cell, snapshots included, comes from the store
     run_study(study, run, threads=1, progress=False, log=lambda s: None)

@@ -223,13 +223,18 @@ def snapshot_report(run_dir: Path, meta: dict[str, Any], records: list[dict[str,
     summary["fewstep"] = json.loads(few.read_text()) if few.is_file() else []
     with atomic_file(run_dir / "summary.json") as fh:
         json.dump(summary, fh, indent=1, sort_keys=True)
-    from loraport.report.snapshot_figures import write_snapshot_figure
+    from loraport.report.snapshot_figures import write_fewstep_figure, write_snapshot_figure
 
     figures = write_snapshot_figure(run_dir / "figures", summary)
     with atomic_file(run_dir / "report.md") as fh:
         fh.write(markdown(meta, summary, figures))
         if summary["fewstep"]:
-            fh.write("\n" + fewstep_section(summary["fewstep"]))
+            fh.write(
+                "\n"
+                + fewstep_section(
+                    summary["fewstep"], write_fewstep_figure(run_dir / "figures", summary["fewstep"])
+                )
+            )
     return summary
 
 
@@ -318,7 +323,7 @@ def _where(r: dict[str, Any]) -> str:
     return ", ".join(parts) + ": " if parts else ""
 
 
-def fewstep_section(rows: list[dict[str, Any]]) -> str:
+def fewstep_section(rows: list[dict[str, Any]], figures: list[str] = ()) -> str:
     """Seed 003's table per snapshot time × credit × k, then the finding lines."""
     out = [
         "## Few-step updates",
@@ -337,6 +342,9 @@ def fewstep_section(rows: list[dict[str, Any]]) -> str:
             f"| {_where(r).rstrip(': ') or '—'} | {r['epoch']} | {r['credit']} | {r['k']} | {r['lr']:g} | {_num(r['d_train'])} | {_num(r['d_heldout'])} | {p} | "
             f"{r['cosine']:+.2f} | {r['variance']['relative']:.2f} | {r['acc_before']:.3f} → {r['acc_after']:.3f} |"
         )
+    out += [
+        f"\n![held-out loss change per credit × k against the snapshot epoch](figures/{f})" for f in figures
+    ]
     out += ["", *[f"- {line}" for line in fewstep_findings(rows)]]
     return "\n".join(out) + "\n"
 
