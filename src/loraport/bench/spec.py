@@ -5,7 +5,7 @@
 Keys (unknown keys are rejected with the closest valid one):
 
     name: demo
-    kind: port                       # optional: the study kind (today: port)
+    kind: port                       # optional: the study kind (default port; bench.kinds.STUDY_KINDS)
     source: tiny-qwen2-x             # any base spec loraport can load (zoo name, folder, .gguf, hub id)
     target: tiny-llama-y
     anchors: [math_add, ...]         # anchor tasks (or "all": every registered anchor task)
@@ -25,23 +25,8 @@ Keys (unknown keys are rejected with the closest valid one):
 
 A study kind may declare fields of its own (bench.kinds.KindOptions, in the kind's module): they
 sit beside these in the file, are checked by the kind's model, read as `study.<field>`, and are an
-error in a study of another kind. Today:
-
-A recipe_transfer study (bench/recipe_study.py) trains each regularizer on both bases instead of
-porting; it needs no anchors or methods (given, each recipe's X adapter is also ported), and names:
-
-    regularizers: {l2_delta: 0.1, entropy: null}   # name -> strength λ (null: the default); "none" is implied
-    schemes: [int8_sym_tensor, awq_lite, ...]      # quantizers of the target base (loraport.quant)
-
-A tiers study (bench/tiers_study.py) compares capacity tiers of one family (the target is one of
-them) on tasks with a procedure block:
-
-    tiers: [tiny-llama-s, tiny-llama-y, tiny-llama-l]   # smallest first
-
-A snapshots study (bench/snapshot_study.py) ports the held-out X adapters' per-epoch checkpoints:
-
-    snapshots: [1, 3, 6]           # epochs of the X adapter to port (1..recipe.epochs)
-    anchor_snapshots: [1, 6]       # optional: epochs of the anchor adapters (default: the last)
+error in a study of another kind. Each kind's options model documents its fields, and
+docs/studies.md shows a study of each kind.
 """
 
 from __future__ import annotations
