@@ -13,6 +13,7 @@ import yaml
 from loraport.bench import StudyError, load_study, run_study
 from loraport.bench.plan import make_plan
 from loraport.bench.tiers_metrics import index, procedure_rows, shape, shape_of
+from loraport.report.tiers_report import agreement_section
 
 TIERS = ["tiny-llama-s", "tiny-llama-y", "tiny-llama-l"]
 SPEC = {
@@ -75,9 +76,13 @@ def test_the_tier_axis_plans_base_oracle_and_ports_per_tier(tmp_path):
         ({"target": "tiny-qwen2-x"}, r"target: 'tiny-qwen2-x' is not one of the tiers"),
         ({"heldout": ["math_sum_more"]}, r"heldout: task 'math_sum_more' carries no procedure block"),
         ({"anchors": []}, r"methods: porting to each tier needs anchors"),
-        ({"kind": "port"}, r"tiers: only a tiers study uses it"),
+        ({"kind": "port"}, r"tiers: only a recipe_transfer or tiers study uses it"),
         ({"judge": {"model": "no-such-judge"}}, r"judge.model: unknown judge model: 'no-such-judge'"),
         ({"judge": {"model": "tiny-llama-y", "nn": 3}}, r"judge.nn: unknown field 'nn' \(did you mean 'n'"),
+        (
+            {"judge": [{"model": "tiny-llama-y"}, {"model": "tiny-llama-y", "n": 5}]},
+            r"judge: 'tiny-llama-y' is listed twice",
+        ),
         (
             {"kind": "port", "tiers": [], "judge": {"model": "tiny-llama-y"}},
             r"judge: only a tiers study uses it",
@@ -224,3 +229,42 @@ def test_a_tiny_tiers_study_runs_end_to_end(mini_zoo, tmp_path, monkeypatch):
     from loraport.report import build_report
 
     assert build_report(run)["threats"] == summary["threats"]  # rebuilt from the records alone
+
+
+def test_a_second_judge_is_planned_in_the_same_cells_and_compared_with_the_first(tmp_path):
+    """judge: a list plans one judged eval per cell carrying every judge (one judge keeps its old
+    key), and the report compares each extractor with each judge and the two judges with each other
+    on the items both judged."""
+    one = {**SPEC, "judge": {"model": "tiny-llama-y", "n": 3}}
+    two = {**SPEC, "judge": [{"model": "tiny-llama-y", "n": 3}, {"model": "tiny-llama-s", "n": 2}]}
+    p1 = make_plan(load_study(_write(tmp_path, one)), FP)
+    p2 = make_plan(load_study(_write(tmp_path, two)), FP)
+    e1, e2 = p1.by_kind("eval"), p2.by_kind("eval")
+    assert len(e1) == len(e2) and not {c.key for c in e1} & {c.key for c in e2}
+    assert all([j["model"] for j in c.params["judge"]] == ["tiny-llama-y", "tiny-llama-s"] for c in e2)
+    assert all(c.params["judge"]["model"] == "tiny-llama-y" for c in e1)
+
+    def col(ids, correct):
+        return {"ids": ids, "correct": correct, "invalid": [0] * len(ids)}
+
+    ids = ["a", "b", "c", "d"]
+    records = [
+        {
+            "name": f"t__{prompt}", "tier": "tiny-llama-y", "stage": "base", "prompt": prompt, "primary": "numeric_strict",
+            "scorers": {
+                "numeric_strict": col(ids, [1, 0, 1, 0]),
+                "judge:one": col(ids[:3], [1, 0, 0]),
+                "judge:two": col(ids[:2], [1, 1]),
+            },
+        }
+        for prompt in ("plain", "procedure")
+    ]  # fmt: skip
+    pairs = {(ag["a"], ag["b"]): ag for ag in agreement_section(records, ["tiny-llama-y"])}
+    assert set(pairs) == {
+        ("numeric_strict", "judge:one"),
+        ("numeric_strict", "judge:two"),
+        ("judge:one", "judge:two"),
+    }
+    g = pairs[("judge:one", "judge:two")]["groups"]["tiny-llama-y · base · plain"]
+    assert (g["n"], g["both"], g["b_only"], g["observed"]) == (2, 1, 1, 0.5)  # items a and b only
+    assert pairs[("numeric_strict", "judge:one")]["groups"]["tiny-llama-y · base · plain"]["n"] == 3

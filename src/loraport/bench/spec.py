@@ -290,7 +290,7 @@ def load_study(path: str | Path) -> Study:
         return Study(**raw)
     except ValidationError as e:
         err = e.errors()[0]
-        loc = [str(x) for x in err["loc"]]
+        loc = [str(x) for x in err["loc"] if not _union_tag(str(x))]
         if loc[:1] == ["kind_options"]:  # the kind's own fields are top-level ones in the file
             loc = loc[1:]
         field = ".".join(loc) or "study"
@@ -300,6 +300,19 @@ def load_study(path: str | Path) -> Study:
             parent = _model_along(options if loc[0] in options.model_fields else Study, loc[:-1])
             msg = f"unknown field {loc[-1]!r}{closest(loc[-1], list(parent.model_fields) if parent else [])}"
         raise StudyError(f"{path}, line {_line(data, loc)}: {field}: {msg}") from None
+
+
+def _union_tag(part: str) -> bool:
+    """Whether a pydantic error location part names a union member ("JudgeSpec",
+    "list[JudgeSpec]") rather than a field or key: the file has no such level."""
+    if "[" in part:
+        return True
+    todo, names = [BaseModel], set()
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            names.add(sub.__name__)
+            todo.append(sub)
+    return part in names
 
 
 def _model_along(model: type[BaseModel] | None, keys: list[str]) -> type[BaseModel] | None:

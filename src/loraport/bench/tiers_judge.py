@@ -17,8 +17,14 @@ from loraport.evaluate.run import EvalResult
 _JUDGES: dict[tuple, Any] = {}
 
 
-def judge_eval(result: EvalResult, task: str, spec: dict[str, Any]) -> EvalResult:
-    """`result` with the judge's verdicts on its first spec["n"] items added (see the module)."""
+def judge_eval(result: EvalResult, task: str, spec: dict[str, Any] | list[dict[str, Any]]) -> EvalResult:
+    """`result` with the judge's verdicts on its first spec["n"] items added (see the module); a
+    list of specs adds each judge's verdicts in turn, every judge reading the primary scorer's
+    outputs."""
+    if isinstance(spec, list):
+        for one in spec:
+            result = judge_eval(result, task, one)
+        return result
     from loraport.evaluate.judge import Judge, JudgeConfig, eval_items
 
     key = (spec["model"], spec["max_new_tokens"])

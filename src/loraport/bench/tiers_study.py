@@ -75,9 +75,15 @@ class TiersOptions(KindOptions):
         default_factory=list,
         description="tiers: target bases of one family at several capacities, smallest first",
     )
-    judge: JudgeSpec | None = Field(
-        None, description="tiers: a model judge on the first n items of every eval cell"
+    judge: JudgeSpec | list[JudgeSpec] | None = Field(
+        None,
+        description="tiers: a model judge on the first n items of every eval cell, or a list of "
+        "judges (a second judge family validates the first)",
     )
+
+    def judges(self) -> list[JudgeSpec]:
+        """The study's judges, in order (none, one, or a list)."""
+        return [] if self.judge is None else self.judge if isinstance(self.judge, list) else [self.judge]
 
     def bases(self) -> tuple[str, ...]:
         return tuple(self.tiers)
@@ -103,6 +109,9 @@ class TiersOptions(KindOptions):
                 )
         if study.methods and not study.anchors:
             raise ValueError("methods: porting to each tier needs anchors; list them")
+        models = [j.model for j in self.judges()]
+        if len(set(models)) < len(models):
+            raise ValueError(f"judge: {next(m for m in models if models.count(m) > 1)!r} is listed twice")
 
 
 def tier_planner(p: Planner, study: Study, tier: str) -> Planner:
@@ -122,7 +131,11 @@ def evaluate(t: Planner, study: Study, task: str, adapter: str | None) -> str:
     from loraport.bench.store import content_key
     from loraport.tasks import get_task
 
-    judge = study.judge.model_dump(mode="json")
+    judge = (  # one judge keeps the key it always had
+        [j.model_dump(mode="json") for j in study.judge]
+        if isinstance(study.judge, list)
+        else study.judge.model_dump(mode="json")
+    )
     scorers = list(get_task(task).scorers)
     key = content_key("eval", t.fp["target"], adapter, task, t.ev, scorers, {"judge": judge})
     label = f"eval {task} on {t.base['target']} (judged)" + (f" + {adapter[:8]}" if adapter else "")

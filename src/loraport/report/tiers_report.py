@@ -11,6 +11,7 @@ and a threats list written from the run (seeds, judge, n per cell, missing cells
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,18 @@ def on_judged_items(record: dict[str, Any], scorer: str, judge: str) -> dict[str
     return {**record, "scorers": {scorer: sub, judge: jcol}}
 
 
+def on_common_items(record: dict[str, Any], a: str, b: str) -> dict[str, Any]:
+    """`record` with only scorers `a` and `b`, each on the items both scored (two judges may have
+    judged different subsets)."""
+    cols = record["scorers"][a], record["scorers"][b]
+    both = set(cols[0]["ids"]) & set(cols[1]["ids"])
+    out = {}
+    for name, col in zip((a, b), cols, strict=True):
+        rows = [k for k, i in enumerate(col["ids"]) if i in both]
+        out[name] = {f: [col[f][k] for k in rows] for f in ("ids", "correct", "invalid") if col.get(f)}
+    return {**record, "scorers": out}
+
+
 def agreement_section(records: list[dict[str, Any]], tiers: list[str]) -> list[dict[str, Any]]:
     """Per alternate scorer (A) against the primary (B), and per extractor (A) against a model
     judge (B) on the items it judged: the agreement table per group and the headline shift of
@@ -65,6 +78,8 @@ def agreement_section(records: list[dict[str, Any]], tiers: list[str]) -> list[d
     pairs = [(alt, primary, done) for alt in extractors if alt != primary]
     for judge in judges:
         pairs += [(e, judge, [on_judged_items(r, e, judge) for r in done]) for e in extractors]
+    for first, second in itertools.combinations(judges, 2):  # a second judge family validates the first
+        pairs.append((first, second, [on_common_items(r, first, second) for r in done]))
     out = []
     for alt, primary, rows in pairs:
         table = agreement_by(rows, alt, primary, by=group)
@@ -98,10 +113,16 @@ def threats(study: dict[str, Any], summary: dict[str, Any], records: list[dict[s
     scorers = sorted({s for r in records if "scorers" in r for s in r["scorers"]})
     judges = [s for s in scorers if s.startswith("judge:")]
     if judges:
-        n_judged = {len(r["scorers"][j]["ids"]) for r in records if "scorers" in r for j in judges}
+        n_judged = {j: max(len(r["scorers"][j]["ids"]) for r in records if "scorers" in r) for j in judges}
         out.append(
-            f"Judge strength: {', '.join(judges)} is a small model, and it judged only the first "
-            f"{max(n_judged)} items of each cell; its agreement rows say how weak it is."
+            "Judge strength: "
+            + "; ".join(f"{j} judged only the first {n} items of each cell" for j, n in n_judged.items())
+            + (
+                ". It is a small model; its agreement rows say how weak it is."
+                if len(judges) == 1
+                else ". Each is a small model; their agreement rows (with the extractors and with each "
+                "other) say how weak each is."
+            )
         )
     else:
         out.append(
