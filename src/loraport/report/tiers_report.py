@@ -287,12 +287,14 @@ def results_section(folder: str, meta: dict[str, Any], summary: dict[str, Any]) 
             + "."
             for r in summary["ports"]
         ]
+    if summary["agreement"]:
+        out += ["", "Scorer agreement (per condition: a tier, a stage and a prompt):", ""]
     for ag in summary["agreement"]:
         groups = list(ag["groups"].values())
         kappas = [g["kappa"] for g in groups if g["kappa"] is not None]
         agree = [g["observed"] for g in groups]
         out.append(
-            f"- Scorer agreement, {ag['a']} vs {ag['b']} over {len(groups)} conditions: observed agreement "
+            f"- {ag['a']} vs {ag['b']} over {len(groups)} conditions: observed agreement "
             f"{min(agree):.3f}–{max(agree):.3f}"
             + (f", Cohen's κ {min(kappas):.3f}–{max(kappas):.3f}" if kappas else ", κ undefined")
             + f"; the largest headline shift if one replaces the other is {ag['headline']['max_abs_shift']:.3f}."
