@@ -91,17 +91,14 @@ def contexts(examples: list[str], count: int, seed: int, sep: str, k: int = SHOT
     return ["".join(e + sep for e in rng.sample(examples, k)) for _ in range(count)]
 
 
-def sample(model: Any, tokenizer: Any, ctxs: list[str], sep: str, max_new_tokens: int, seed: int):
-    """One sampled continuation per context, cut at `sep`: (texts, None where the model did not end
-    it within the budget; generated tokens)."""
+def sample_tokens(model: Any, tokenizer: Any, rows: list[str], max_new_tokens: int, seed: int, **kwargs: Any):
+    """The new tokens (a tensor, rows × steps) of one seeded pure sample (temperature 1, no top-k or
+    top-p cut) per row, left-padded in one batch; `kwargs` go to `model.generate` (ends, padding)."""
     import torch
-    from transformers import StoppingCriteriaList, StopStringCriteria
 
     from loraport.device import module_device
 
-    eos = tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    enc = tokenizer(ctxs, return_tensors="pt", padding=True, padding_side="left")
+    enc = tokenizer(rows, return_tensors="pt", padding=True, padding_side="left")
     device = module_device(model)
     torch.manual_seed(seed)
     with torch.inference_mode():
@@ -113,13 +110,31 @@ def sample(model: Any, tokenizer: Any, ctxs: list[str], sep: str, max_new_tokens
             temperature=1.0,
             top_k=0,
             top_p=1.0,
-            eos_token_id=eos,
-            pad_token_id=pad,
-            stopping_criteria=StoppingCriteriaList([StopStringCriteria(tokenizer, [sep])]),
+            **kwargs,
         )
+    return out[:, enc["input_ids"].shape[1] :]
+
+
+def sample(model: Any, tokenizer: Any, ctxs: list[str], sep: str, max_new_tokens: int, seed: int):
+    """One sampled continuation per context, cut at `sep`: (texts, None where the model did not end
+    it within the budget; generated tokens)."""
+    from transformers import StoppingCriteriaList, StopStringCriteria
+
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    new = sample_tokens(
+        model,
+        tokenizer,
+        ctxs,
+        max_new_tokens,
+        seed,
+        eos_token_id=eos,
+        pad_token_id=pad,
+        stopping_criteria=StoppingCriteriaList([StopStringCriteria(tokenizer, [sep])]),
+    )
     texts: list[str | None] = []
     tokens = 0
-    for row in out[:, enc["input_ids"].shape[1] :].tolist():
+    for row in new.tolist():
         ended = eos in row
         row = row[: row.index(eos)] if ended else row
         tokens += len(row) + ended

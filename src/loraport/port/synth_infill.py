@@ -63,26 +63,10 @@ def graft(word: str, sampled: str) -> str | None:
 
 def _continuations(model: Any, tokenizer: Any, ctxs: list[str], seed: int) -> tuple[list[list[str]], int]:
     """TRIES sampled continuations of WORD_TOKENS tokens per context, and the tokens generated."""
-    import torch
-
-    from loraport.device import module_device
+    from loraport.port.synth import sample_tokens
 
     rows = [c for c in ctxs for _ in range(TRIES)]
-    enc = tokenizer(rows, return_tensors="pt", padding=True, padding_side="left")
-    device = module_device(model)
-    torch.manual_seed(seed)
-    with torch.inference_mode():
-        out = model.generate(
-            input_ids=enc["input_ids"].to(device),
-            attention_mask=enc["attention_mask"].to(device),
-            max_new_tokens=WORD_TOKENS,
-            do_sample=True,
-            temperature=1.0,
-            top_k=0,
-            top_p=1.0,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    new = out[:, enc["input_ids"].shape[1] :]
+    new = sample_tokens(model, tokenizer, rows, WORD_TOKENS, seed, pad_token_id=tokenizer.pad_token_id)
     texts = tokenizer.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
     return [texts[i * TRIES : (i + 1) * TRIES] for i in range(len(ctxs))], int(new.numel())
 
