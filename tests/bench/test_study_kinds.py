@@ -173,3 +173,29 @@ def test_a_cell_kind_registers_how_it_runs(monkeypatch, tmp_path):
     store = Store(tmp_path)
     assert run_cell(cell, store)["error"] is None and store.has("blank", cell.key)
     assert run_cell(cell, store)["cached"] is True
+
+
+def test_a_cell_kind_that_writes_no_adapter_says_when_it_is_done(monkeypatch, tmp_path):
+    """A cell kind whose output is another file (here a JSON note) registers how the store tells
+    it is computed: store.py does not name it either."""
+    import json
+
+    def note(cell, store) -> None:
+        (store.root / f"{cell.key}.json").write_text(json.dumps({"base": cell.params["base"]}))
+
+    def done(store, key) -> bool:
+        return (store.root / f"{key}.json").is_file()
+
+    monkeypatch.setitem(CELL_KINDS._items, "note", CellKind(note, stage=36, done=done))
+    assert '"note"' not in (Path(build_report.__code__.co_filename).parents[1] / "bench/store.py").read_text()
+
+    def plan(p: Planner, study: Study) -> None:
+        p.add("note", "k-note", (), {"base": study.target}, "a note")
+
+    monkeypatch.setitem(STUDY_KINDS._items, "notes", StudyKind(plan=plan, report=lambda *a: {}))
+    study = _quick(kind="notes")
+    cell = make_plan(study, {study.source: "fp-x", study.target: "fp-y"}).by_kind("note")[0]
+    store = Store(tmp_path)
+    assert not store.has("note", cell.key)
+    assert run_cell(cell, store)["error"] is None and store.has("note", cell.key)
+    assert run_cell(cell, store)["cached"] is True

@@ -41,10 +41,13 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class CellKind:
     """run(cell, store): compute `cell` into the store (a LoraportError marks the cell failed).
-    stage: the runner's order (lowest first); cells of one stage depend only on earlier stages."""
+    stage: the runner's order (lowest first); cells of one stage depend only on earlier stages.
+    done(store, key): whether the store already holds the cell's output (None: an adapter folder,
+    what train, port, distill and control cells write)."""
 
     run: Callable[[Cell, Store], None]
     stage: int
+    done: Callable[[Store, str], bool] | None = None
 
 
 @dataclass(frozen=True)

@@ -112,5 +112,5 @@ def _eval(cell: Cell, store: Store) -> None:
 
 
 CELL_KINDS.add("train", CellKind(_train, stage=10))
-CELL_KINDS.add("teach", CellKind(_teach, stage=20))
-CELL_KINDS.add("eval", CellKind(_eval, stage=90))
+CELL_KINDS.add("teach", CellKind(_teach, stage=20, done=lambda store, key: store.teach(key).is_file()))
+CELL_KINDS.add("eval", CellKind(_eval, stage=90, done=lambda store, key: store.eval(key).is_file()))

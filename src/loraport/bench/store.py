@@ -46,11 +46,13 @@ class Store:
         return self.cache / "teach" / f"{key}.jsonl"
 
     def has(self, kind: str, key: str) -> bool:
-        if kind == "eval":
-            return self.eval(key).is_file()
-        if kind == "teach":
-            return self.teach(key).is_file()
-        return (self.adapter(key) / "adapter_config.json").is_file()
+        """Whether the store holds the output of cell `key` of `kind` (its CellKind's `done`; by
+        default, a finished adapter folder)."""
+        from loraport.bench.cellkinds import CELL_KINDS, load_cell_kinds
+
+        load_cell_kinds()
+        done = CELL_KINDS.get(kind).done if kind in CELL_KINDS else None
+        return done(self, key) if done is not None else (self.adapter(key) / "adapter_config.json").is_file()
 
     def relative(self, path: str | Path) -> str:
         """A path as records store it: relative to the run directory when it lies inside it (so a
