@@ -18,7 +18,7 @@ from typing import Any
 
 from loraport.bench.tiers_metrics import index, port_rows, port_shape, procedure_rows, shape_of
 from loraport.io import atomic_file
-from loraport.scorers.agreement import agreement_by, headline_shifts
+from loraport.scorers.agreement import agreement_by, headline_shifts, table_stats
 
 
 def _f(x: float | None, signed: bool = False) -> str:
@@ -291,12 +291,13 @@ def results_section(folder: str, meta: dict[str, Any], summary: dict[str, Any]) 
         out += ["", "Scorer agreement (per condition: a tier, a stage and a prompt):", ""]
     for ag in summary["agreement"]:
         groups = list(ag["groups"].values())
+        counts = [sum(g[c] for g in groups) for c in ("both", "a_only", "b_only", "neither")]
+        pooled = table_stats(*counts)
         kappas = [g["kappa"] for g in groups if g["kappa"] is not None]
-        agree = [g["observed"] for g in groups]
         out.append(
-            f"- {ag['a']} vs {ag['b']} over {len(groups)} conditions: observed agreement "
-            f"{min(agree):.3f}–{max(agree):.3f}"
-            + (f", Cohen's κ {min(kappas):.3f}–{max(kappas):.3f}" if kappas else ", κ undefined")
+            f"- {ag['a']} vs {ag['b']}: pooled over {len(groups)} conditions ({sum(counts)} items) "
+            f"agreement {pooled['observed']:.3f}, Cohen's κ {_f(pooled['kappa'])}, AC1 {pooled['ac1']:.3f}"
+            + (f" (κ per condition {min(kappas):.3f}–{max(kappas):.3f})" if kappas else "")
             + f"; the largest headline shift if one replaces the other is {ag['headline']['max_abs_shift']:.3f}."
         )
     out += ["", "Threats (written by the report):", "", *[f"- {t}" for t in summary["threats"]]]
