@@ -17,6 +17,7 @@ the planning functions.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,10 +103,33 @@ def target_baselines(p: Planner, task: str, common: dict[str, Any]) -> str:
     return oracle
 
 
+def anchor_pairs(p: Planner, anchors: list[str]) -> list[tuple[str, str, str]]:
+    """(task, X adapter cell, Y adapter cell) of each anchor task, trained with the study's recipe."""
+    return [(a, p.train("source", a), p.train("target", a)) for a in anchors]
+
+
+def method_ports(
+    p: Planner, study: Study, task: str, x_key: str, pairs: list, seed: int, n: int
+) -> Iterator[tuple[str, dict[str, Any], str, str]]:
+    """(method, options, variant, port cell) of each of the study's method variants porting `x_key`
+    from `pairs` at N=n; a variant whose K exceeds N is listed as skipped instead."""
+    from loraport.bench.spec import variant_name
+
+    for method, options in study.method_variants():
+        if options.get("k", 0) > n:
+            p.skipped.append(f"{variant_name(method, options)} at N={n}: K exceeds N")
+            continue
+        yield (
+            method,
+            options,
+            variant_name(method, options),
+            port(p, method, options, task, x_key, pairs, seed, n),
+        )
+
+
 def plan_port_study(p: Planner, study: Study) -> None:
     """Per held-out task: base_y, oracle_y and teacher conditions, then per pool, N, seed and
     method variant a port (with its controls) evaluated on the target."""
-    from loraport.bench.spec import variant_name
     from loraport.tasks import get_task
 
     controls = study.controls
@@ -129,13 +153,8 @@ def plan_port_study(p: Planner, study: Study) -> None:
                     continue
                 for seed in study.seeds:
                     anchors = anchor_subset(pool, n, seed, pool_name)
-                    pairs = [(a, p.train("source", a), p.train("target", a)) for a in anchors]
-                    for method, options in study.method_variants():
-                        if options.get("k", 0) > n:
-                            p.skipped.append(f"{variant_name(method, options)} at N={n}: K exceeds N")
-                            continue
-                        variant = variant_name(method, options)
-                        key = port(p, method, options, task, x_key, pairs, seed, n)
+                    pairs = anchor_pairs(p, anchors)
+                    for method, options, variant, key in method_ports(p, study, task, x_key, pairs, seed, n):
                         cond = {
                             **common,
                             "condition": "method",

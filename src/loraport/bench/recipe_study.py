@@ -255,19 +255,13 @@ def plan_ports(p: Planner, study: Study, task: str, x_key: str, cond: dict[str, 
     """Each method variant ports the X adapter `x_key` (one recipe's) to Y at each N, from the
     seed's anchor subset (anchor adapters with the study's own recipe, as a port study trains them),
     evaluated on Y and on Y quantized per scheme. Its side is "port <variant> N=<n>"."""
-    from loraport.bench.port_study import anchor_subset, port
-    from loraport.bench.spec import variant_name
+    from loraport.bench.port_study import anchor_pairs, anchor_subset, method_ports
 
     seed = cond["seed"]
     for n in study.n_anchors:
         anchors = anchor_subset(study.anchors, n, seed, "all")
-        pairs = [(a, p.train("source", a), p.train("target", a)) for a in anchors]
-        for method, options in study.method_variants():
-            if options.get("k", 0) > n:
-                p.skipped.append(f"{variant_name(method, options)} at N={n}: K exceeds N")
-                continue
-            variant = variant_name(method, options)
-            key = port(p, method, options, task, x_key, pairs, seed, n)
+        pairs = anchor_pairs(p, anchors)
+        for _, _, variant, key in method_ports(p, study, task, x_key, pairs, seed, n):
             side = f"port {variant} N={n}"
             name = f"{task}__{cond['regularizer']}__s{seed}__{variant}__N{n}"
             common = {

@@ -79,7 +79,7 @@ class SnapshotOptions(KindOptions):
 
 
 def plan_snapshot_study(p: Planner, study: Study) -> None:
-    from loraport.bench.port_study import anchor_subset, port, target_baselines
+    from loraport.bench.port_study import anchor_pairs, anchor_subset, port, target_baselines
     from loraport.bench.spec import variant_name
     from loraport.tasks import get_task
 
@@ -107,7 +107,7 @@ def plan_snapshot_study(p: Planner, study: Study) -> None:
         for n in study.n_anchors:
             for seed in study.seeds:
                 anchors = anchor_subset(study.anchors, n, seed, "all")
-                trains = [(a, p.train("source", a), p.train("target", a)) for a in anchors]
+                trains = anchor_pairs(p, anchors)
                 for ae in anchor_epochs:
                     pairs = [(a, snapshot(kx, ae, epochs), snapshot(ky, ae, epochs)) for a, kx, ky in trains]
                     for method, options in study.method_variants():

@@ -146,8 +146,7 @@ def evaluate(t: Planner, study: Study, task: str, adapter: str | None) -> str:
 def plan_tiers_study(p: Planner, study: Study) -> None:
     """Per task and tier: base and oracle on plain and procedure prompts, and the ports of the
     procedure-trained X adapter (see the module docstring)."""
-    from loraport.bench.port_study import anchor_subset, port
-    from loraport.bench.spec import variant_name
+    from loraport.bench.port_study import anchor_pairs, anchor_subset, method_ports
     from loraport.tasks import get_task
     from loraport.tasks.procedure import SUFFIX
 
@@ -173,13 +172,8 @@ def plan_tiers_study(p: Planner, study: Study) -> None:
             for seed in study.seeds:
                 for n in study.n_anchors:
                     anchors = anchor_subset(study.anchors, n, seed, "all")
-                    pairs = [(a, t.train("source", a), t.train("target", a)) for a in anchors]
-                    for method, options in study.method_variants():
-                        variant = variant_name(method, options)
-                        if options.get("k", 0) > n:
-                            p.skipped.append(f"{variant} at N={n}: K exceeds N")
-                            continue
-                        key = port(t, method, options, proc, x_key, pairs, seed, n)
+                    pairs = anchor_pairs(t, anchors)
+                    for _, _, variant, key in method_ports(t, study, proc, x_key, pairs, seed, n):
                         p.conditions[f"{task}__tier{i}__{variant}__N{n}__s{seed}__{PROCEDURE}"] = {
                             **common,
                             "stage": "port",
