@@ -23,6 +23,8 @@ from loraport.bench.recipe_metrics import (
     quant_tax,
 )
 from loraport.bench.recipe_predict import MIN_UNITS, adapter_taxes, predicts_sign, predicts_tax
+from loraport.report.fmt import delta_ci as _ci
+from loraport.report.fmt import num as _f
 
 #: The recipe whose Y adapter is trained on the quantized Y, and that scheme: fake_quant at λ = 1
 #: trains on int4_sym_row (train.regularizers.FakeQuant.SCHEME; a test checks they agree; the
@@ -31,18 +33,6 @@ QAT = ("fake_quant", "int4_sym_row", 1.0)
 MEASURES = "recipe_measures.json"
 #: The per-adapter numbers the mechanistic table shows (bench.recipe_measures' names).
 COLUMNS = ("effective_rank", "stable_rank", "top_energy", "norm", "cka_mean", "overlap", "cosine")
-
-
-def _f(x: float | None, signed: bool = False) -> str:
-    return "—" if x is None else (f"{x:+.3f}" if signed else f"{x:.3f}")
-
-
-def _ci(d: dict[str, Any] | None, digits: int = 3, sign: float = 1.0) -> str:
-    """Δ [95% CI]; `sign` -1 states the opposite difference (b − a)."""
-    if d is None:
-        return "—"
-    lo, hi = sorted((sign * d["ci"][0], sign * d["ci"][1]))
-    return f"{sign * d['delta']:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
 
 
 def _qat(records: list[dict[str, Any]]) -> tuple[str, str] | None:

@@ -25,20 +25,11 @@ from loraport.bench.recipe_metrics import (
     waterfall,
 )
 from loraport.io import atomic_file
+from loraport.report.fmt import delta_ci as _ci
+from loraport.report.fmt import num as _f
 from loraport.report.recipe_measures_report import claims as measures_claims
 from loraport.report.recipe_measures_report import sections as measures_sections
 from loraport.report.recipe_measures_report import summarize as measures_summary
-
-
-def _f(x: float | None, signed: bool = False) -> str:
-    return "—" if x is None else (f"{x:+.3f}" if signed else f"{x:.3f}")
-
-
-def _ci(d: dict[str, Any] | None) -> str:
-    if d is None:
-        return "—"
-    lo, hi = d["ci"]
-    return f"{d['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
 
 
 def claims(study: dict[str, Any], summary: dict[str, Any]) -> dict[str, list[str]]:

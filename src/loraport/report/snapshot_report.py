@@ -20,6 +20,8 @@ import numpy as np
 from loraport.bench.metrics import bootstrap_ratio, correct, gap_recovered, percentile_ci
 from loraport.bench.recipe_metrics import excludes_zero, paired_diff
 from loraport.io import atomic_file
+from loraport.report.fmt import delta_ci as _ci
+from loraport.report.fmt import num as _f
 
 
 def _sorted_correct(r: dict[str, Any]) -> np.ndarray | None:
@@ -135,10 +137,6 @@ def contrasts(xs: dict, ports: dict, seed: int = 0) -> list[dict[str, Any]]:
     return out
 
 
-def _ci(d: dict[str, Any] | None) -> str:
-    return "—" if d is None else f"{d['delta']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]"
-
-
 def _word(d: dict[str, Any] | None) -> str | None:
     """ "higher"/"lower" where the CI excludes zero, else None (not claimed)."""
     if d is None or not excludes_zero(d["ci"]):
@@ -171,10 +169,6 @@ def findings(summary: dict[str, Any]) -> list[str]:
             head = f"{c['variant']} N={c['n_anchors']} (X at epoch {c['at']}): anchors at epoch {c['late']} vs {c['early']} {_ci(c['diff'])}"
             lines.append(f"{head}: " + (f"later anchors port {w}." if w else "not distinguishable."))
     return lines
-
-
-def _f(x: float | None) -> str:
-    return "—" if x is None else f"{x:.3f}"
 
 
 def _acc(d: dict[str, Any] | None) -> str:

@@ -18,18 +18,9 @@ from typing import Any
 
 from loraport.bench.tiers_metrics import index, port_rows, port_shape, procedure_rows, shape_of
 from loraport.io import atomic_file
+from loraport.report.fmt import delta_ci as _ci
+from loraport.report.fmt import num as _f
 from loraport.scorers.agreement import agreement_by, headline_shifts, table_stats
-
-
-def _f(x: float | None, signed: bool = False) -> str:
-    return "—" if x is None else (f"{x:+.3f}" if signed else f"{x:.3f}")
-
-
-def _ci(d: dict[str, Any] | None) -> str:
-    if d is None:
-        return "—"
-    lo, hi = d["ci"]
-    return f"{d['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
 
 
 def group(record: dict[str, Any]) -> str:
@@ -198,14 +189,8 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any], figures: list[str] =
         "pre-Δ = procedure − plain on the base; post-Δ the same with the tier's SFT adapter (trained "
         "with the procedure in the prompt); lift = post-Δ − pre-Δ.",
         "",
-        "| tier | base plain | base proc. | SFT plain | SFT proc. | pre-Δ | post-Δ | lift |",
-        "|---|---|---|---|---|---|---|---|",
+        *procedure_table(summary),
     ]
-    for r in summary["procedure"]:
-        out.append(
-            f"| {short(r['tier'])} | {_f(r['base_plain'])} | {_f(r['base_procedure'])} | {_f(r['sft_plain'])} | "
-            f"{_f(r['sft_procedure'])} | {_ci(r['pre'])} | {_ci(r['post'])} | {_ci(r['lift'])} |"
-        )
     if "tiers.png" in figures:
         out += ["", "![pre-Δ, post-Δ, lift and port accuracy per tier](figures/tiers.png)"]
     out += ["", "## Shape across tiers", "", "A step counts only where its paired CI excludes zero.", ""]
@@ -255,6 +240,20 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any], figures: list[str] =
     return "\n".join(out) + "\n"
 
 
+def procedure_table(summary: dict[str, Any]) -> list[str]:
+    """Per tier: accuracy plain and with the procedure, before and after SFT, and pre-Δ, post-Δ and
+    lift with their CIs (Markdown rows, header first)."""
+    return [
+        "| tier | base plain | base proc. | SFT plain | SFT proc. | pre-Δ | post-Δ | lift |",
+        "|---|---|---|---|---|---|---|---|",
+        *(
+            f"| {short(r['tier'])} | {_f(r['base_plain'])} | {_f(r['base_procedure'])} | {_f(r['sft_plain'])} | "
+            f"{_f(r['sft_procedure'])} | {_ci(r['pre'])} | {_ci(r['post'])} | {_ci(r['lift'])} |"
+            for r in summary["procedure"]
+        ),
+    ]
+
+
 def results_section(folder: str, meta: dict[str, Any], summary: dict[str, Any]) -> list[str]:
     """The study's section of docs/results.md: what ran, the procedure table, the shapes, the port
     quality per tier, each scorer pair's agreement range and headline shift, and the threats."""
@@ -268,14 +267,8 @@ def results_section(folder: str, meta: dict[str, Any], summary: dict[str, Any]) 
         f"source {short(st['source'])}; tasks {', '.join(st['heldout'])}; {st['eval']['n']} eval items per "
         "task. " + provenance_line(folder, meta),
         "",
-        "| tier | base plain | base proc. | SFT plain | SFT proc. | pre-Δ | post-Δ | lift |",
-        "|---|---|---|---|---|---|---|---|",
+        *procedure_table(summary),
     ]
-    for r in summary["procedure"]:
-        out.append(
-            f"| {short(r['tier'])} | {_f(r['base_plain'])} | {_f(r['base_procedure'])} | {_f(r['sft_plain'])} | "
-            f"{_f(r['sft_procedure'])} | {_ci(r['pre'])} | {_ci(r['post'])} | {_ci(r['lift'])} |"
-        )
     out += ["", *[f"- {s['of']} across tiers: **{s['shape']}** ({s['why']})." for s in summary["shapes"]]]
     if summary["ports"]:
         out += ["", "Port quality per tier (procedure prompts):", ""]
