@@ -127,8 +127,7 @@ def _study_section(folder: str, s: dict[str, Any]) -> list[str]:
         f"{len(st['anchors'])} anchor tasks, held out {', '.join(st['heldout'])}; "
         f"N ∈ {{{', '.join(map(str, st['n_anchors']))}}}, seeds {st['seeds']}, {st['eval']['n']} eval items "
         f"per task, usable when oracle − base ≥ {100 * st['usable_threshold']:g} points. "
-        f"Run on {prov.get('device') or 'cpu'} (torch {prov.get('torch')}, {prov.get('seconds')} s wall). "
-        f"Records, report and figures: [`results/{folder}/`](../results/{folder}/report.md).",
+        + provenance_line(folder, prov),
         "",
     ]
     best = s.get("best")
