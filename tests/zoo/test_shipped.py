@@ -117,7 +117,7 @@ def test_a_tampered_shipped_file_is_a_one_line_error(shipped_copy, no_builds, da
 def test_an_edited_spec_is_another_model_not_the_shipped_one():
     edited = get_spec("tiny-llama-y").with_overrides(steps=5)
     assert not is_shipped(edited) and is_shipped("tiny-llama-y")
-    assert not is_shipped("tiny-llama-s")  # the tiers are built on first use
+    assert is_shipped("tiny-llama-s") and is_shipped("tiny-llama-l")  # the tiers ship too
 
 
 def test_from_scratch_rebuilds_and_reports_per_file_whether_it_matches(mini_zoo, tmp_path, monkeypatch):
@@ -160,4 +160,4 @@ def test_from_scratch_rebuilds_and_reports_per_file_whether_it_matches(mini_zoo,
     assert r.exit_code == 0, r.output
     assert "model.safetensors        differs: rebuilt" in r.output and "shipped 000000000000…" in r.output
     assert "1 of 5 files differ from the shipped ones" in r.output
-    assert compare_with_shipped("tiny-llama-s", rebuilt) is None  # not shipped: nothing to compare
+    assert compare_with_shipped("tiny-llama-s", rebuilt) is None  # not in this manifest: nothing to compare

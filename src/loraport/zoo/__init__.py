@@ -7,9 +7,8 @@
 
 The default pair: `tiny-qwen2-x` (source: Qwen2, byte tokenizer, GQA) and `tiny-llama-y` (target:
 Llama, BPE tokenizer, MHA); `tiny-llama-s` / `tiny-llama-y` / `tiny-llama-l` are three capacity
-tiers of one family. Specs live in zoo.yaml. The default pair ships built with the package
-(loraport.zoo.shipped): float results of a build depend on the CPU, so everyone loads the same bytes;
-the tiers are built on first use.
+tiers of one family. Specs live in zoo.yaml. All four ship built with the package
+(loraport.zoo.shipped): float results of a build depend on the CPU, so everyone loads the same bytes.
 """
 
 from loraport.models.resolve import MODEL_SOURCES

@@ -1,4 +1,4 @@
-"""The zoo as shipped: the built default pair inside the package, every file checked by sha256.
+"""The zoo as shipped: the built models inside the package, every file checked by sha256.
 
 Float results of a zoo build depend on the CPU's kernels (not only on the thread count), so the same
 build code gives other weights on another machine, and every number measured on them moves. The
