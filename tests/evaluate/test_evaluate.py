@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from loraport.evaluate import EvalResult, continuation_logprobs, evaluate, evaluate_items, generate
+from loraport.evaluate.generate import shared_prefix_length
 from loraport.models import load_model
 from loraport.tasks import Item, get_task
+from loraport.testing import build_tiny_model
 from loraport.train import Recipe, train_lora
 
 
@@ -141,3 +143,58 @@ def test_generation_budget_follows_answers_unless_given(mini_zoo):
     wide = evaluate_items(model, tok, items, ["exact_match"], task="math_add", max_new=11)
     assert {r.prediction for r in default.records} == {"x" * 6}
     assert {r.prediction for r in wide.records} == {"x" * 11}
+
+
+def test_shared_prefix_length_leaves_every_prompt_a_token_of_its_own():
+    p = list(range(40))
+    assert shared_prefix_length([[*p, 1, 2], [*p, 3]]) == 40
+    assert shared_prefix_length([p, [*p, 7]]) == 39  # the shorter keeps its last token
+    assert shared_prefix_length([[*p[:20], 1], [*p[:20], 2]]) == 0  # under MIN_SHARED_PREFIX
+    assert shared_prefix_length([[*p, 1], p[:10] + [5] * 40]) == 0
+    assert shared_prefix_length([[*p, 1]]) == 0
+
+
+def _spy_cache(model, monkeypatch) -> list[bool]:
+    """Records, per model.generate call, whether a prefix cache was handed in."""
+    seen: list[bool] = []
+    real = model.generate
+
+    def spy(**kw):
+        seen.append(any(k in kw for k in ("cache", "past_key_values")))
+        return real(**kw)
+
+    monkeypatch.setattr(model, "generate", spy)
+    return seen
+
+
+@pytest.mark.parametrize("which", ["x", "y", "gemma3"])
+def test_shared_prefix_generation_equals_full_prompts(mini_zoo, tmp_path, monkeypatch, which):
+    """Few-shot prompts share their shots: generating from one cached prefix gives the texts that
+    full prompts give (byte-level Qwen2 X, BPE Llama Y, and Gemma-3 with a sliding window shorter
+    than the prompts), in batches of uneven length."""
+    if which == "gemma3":
+        from loraport.models import load_tokenizer
+
+        folder = build_tiny_model(
+            "gemma3",
+            tmp_path / "g3",
+            hidden_size=64,
+            num_layers=3,
+            num_heads=2,
+            num_kv_heads=1,
+            intermediate_size=128,
+            vocab_size=640,
+            sliding_window=24,
+            seed=3,
+        )
+        model, _, _ = load_model(folder)
+        tok = load_tokenizer(mini_zoo["y"])
+    else:
+        model, tok, _ = load_model(mini_zoo[which])
+    prompts = [it.prompt for it in get_task("math_add@2shot").items("eval", 7)]
+    assert shared_prefix_length(tok(prompts, add_special_tokens=False)["input_ids"]) >= 32
+    full = generate(model, tok, prompts, max_new_tokens=10, batch=3, share_prefix=False)
+    seen = _spy_cache(model, monkeypatch)
+    shared = generate(model, tok, prompts, max_new_tokens=10, batch=3)
+    assert any(full)  # the models say something, so equal texts mean something
+    assert seen == [True, True, True] and shared == full

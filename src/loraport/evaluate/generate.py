@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import inspect
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -11,6 +13,40 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from loraport.device import module_device
 from loraport.models.chat import chat_format
 from loraport.train.loss import logits_at
+
+#: The shortest common prefix worth a cache of its own (shorter ones are recomputed per row).
+MIN_SHARED_PREFIX = 32
+
+
+def shared_prefix_length(encoded: Sequence[Sequence[int]]) -> int:
+    """Tokens at the start of every sequence in `encoded` that they all share, leaving each at
+    least one token of its own; 0 when that is under MIN_SHARED_PREFIX or there is one sequence."""
+    if len(encoded) < 2:
+        return 0
+    first = encoded[0]
+    n = min(len(e) for e in encoded) - 1
+    for e in encoded[1:]:
+        k = 0
+        while k < n and e[k] == first[k]:
+            k += 1
+        n = k
+        if n < MIN_SHARED_PREFIX:
+            return 0
+    return n
+
+
+def _cache_arg(model: torch.nn.Module) -> str:
+    """The name transformers gives the key/value cache argument (`cache` from v5 on, before that
+    `past_key_values`, which v5 still takes with a deprecation warning)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def _prefill(model: torch.nn.Module, head: Sequence[int], device):
+    """The key/value cache of `head` (one row), for generate() to continue from."""
+    ids = torch.tensor([list(head)], dtype=torch.long, device=device)
+    out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
+    return next(out[k] for k in ("cache", "past_key_values") if k in out)
 
 
 @lru_cache(maxsize=8)
@@ -50,6 +86,7 @@ def generate(
     stop_at_newline: bool = True,
     on_batch=None,
     temperature: float | None = None,
+    share_prefix: bool = True,
 ) -> list[str]:
     """Greedy continuations of `prompts`: they end at EOS, at `max_new_tokens`, and (by default) at
     the first newline, which is also cut from the text. Prompts are batched by length (left
@@ -60,7 +97,13 @@ def generate(
     reason over several lines before its answer, which the scorers extract.
 
     `temperature` (None: greedy) samples from the softmax at that temperature instead, with no top-k
-    or top-p cut; seed torch's generator before the call (torch.manual_seed) to repeat a sample."""
+    or top-p cut; seed torch's generator before the call (torch.manual_seed) to repeat a sample.
+
+    `share_prefix`: when the prompts' token ids start with a common prefix of at least
+    MIN_SHARED_PREFIX tokens (a few-shot task's shots, a chat template's system turn), its keys and
+    values are computed once and every batch continues from a copy of them; each row is then
+    [prefix][padding][rest of its prompt], positions counted over unpadded tokens as before. The
+    outputs are those of full prompts up to float rounding (tests compare them)."""
     fmt = chat_format(tokenizer)
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
@@ -73,18 +116,30 @@ def generate(
         stops.append(StopOnTokens(_newline_ids(tokenizer)))
     out: list[str] = [""] * len(prompts)
     device = module_device(model)
+    shared = shared_prefix_length(encoded) if share_prefix else 0
+    head = encoded[0][:shared] if shared else []
+    prefix_cache = _prefill(model, head, device) if shared else None
     for lo in range(0, len(order), batch):
         rows = order[lo : lo + batch]
         width = max(len(encoded[i]) for i in rows)
         ids = torch.full((len(rows), width), pad, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
+        if shared:
+            ids[:, :shared] = torch.tensor(head)
+            mask[:, :shared] = 1
         for r, i in enumerate(rows):
-            seq = encoded[i]
-            ids[r, width - len(seq) :] = torch.tensor(seq)
-            mask[r, width - len(seq) :] = 1
+            rest = encoded[i][shared:]
+            ids[r, width - len(rest) :] = torch.tensor(rest)
+            mask[r, width - len(rest) :] = 1
+        extra = {}
+        if prefix_cache is not None:
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(len(rows))
+            extra[_cache_arg(model)] = cache
         gen = model.generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
+            **extra,
             max_new_tokens=max_new_tokens,
             **(
                 {"do_sample": False}
