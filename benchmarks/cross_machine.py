@@ -7,7 +7,7 @@ study twice, in fresh processes (the variable is read when torch loads), each wi
 so nothing is shared, then reports per method whether each run's aggregate gap_recovered lies
 inside the other's 95% CI, and per held-out task whether it is robustly usable in both.
 
-    python benchmarks/cross_machine.py                          # studies/quick.yaml, native vs default
+    python benchmarks/cross_machine.py                          # studies/starter.yaml, native vs default
     python benchmarks/cross_machine.py --study studies/demo.yaml --out runs/cross
     python benchmarks/cross_machine.py --compare runs/cross/native runs/cross/default   # no runs
 
@@ -57,7 +57,7 @@ def run(study: str, out: Path, cap: str | None) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--study", default="studies/quick.yaml")
+    ap.add_argument("--study", default="studies/starter.yaml")
     ap.add_argument("--out", default="runs/cross_machine")
     ap.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="compare two finished runs only")
     args = ap.parse_args()

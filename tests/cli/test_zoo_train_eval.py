@@ -120,7 +120,7 @@ def test_a_jsonl_task_folder_trains_and_evaluates(mini_zoo, tmp_path):
 
 def test_demo_names_its_studies():
     r = run("demo", "--study", "nope")
-    assert r.exit_code == 2 and "shipped studies are quick, demo" in r.output
+    assert r.exit_code == 2 and "shipped studies are starter, quick, demo" in r.output
 
 
 def test_errors_keep_square_brackets(tmp_path):

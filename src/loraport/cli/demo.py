@@ -9,16 +9,18 @@ import typer
 
 from loraport.cli.common import DeviceOpt, console, friendly
 
-STUDIES = ("quick", "demo")
+STUDIES = ("starter", "quick", "demo")
 
 
 @friendly
 def demo(
     study: str = typer.Option(
-        "quick",
+        "starter",
         "--study",
-        help="Shipped study: quick (3 held-out tasks, 3 methods, N 4/8, 2 seeds) or demo (the full "
-        "headline study: every method, N 4/8/16, K 2/4/8, 3 seeds, all held-out tasks).",
+        help="Shipped study: starter (3 held-out tasks, 4 anchors, one method per rung, the "
+        "controls, 1 seed: minutes on 2 CPU cores), quick (8 anchors, N 4/8, K 2/4, 2 seeds) or "
+        "demo (the full headline study: every method, N 4/8/16, K 2/4/8, 3 seeds, all held-out "
+        "tasks).",
     ),
     out: Path = typer.Option(
         None, "--out", help="Run folder (resumable); default runs/demo (runs/demo-synthetic)."
