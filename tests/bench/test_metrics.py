@@ -98,3 +98,32 @@ def test_std_over_seeds_and_negative_aggregate():
     (row,) = aggregate(records, threshold=0.03)
     assert row["gap_recovered"] == pytest.approx((-1.0 + -0.5) / 2)
     assert row["std"] == pytest.approx(0.3535534, abs=1e-6)
+
+
+def test_chance_reference_credits_no_format_only_port():
+    """base_reference: chance. Base Y never names a letter (0 of 6) on a 3-choice task (chance 1/3);
+    a port that answers at chance recovers nothing, not the climb from 0 to chance."""
+    chance = {"chance": 1 / 3}
+    records = [
+        rec("sci", "base_y", [0] * 6) | chance,
+        rec("sci", "oracle_y", [1, 1, 1, 1, 0, 0]) | chance,
+        rec("sci", "method", [1, 1, 0, 0, 0, 0]) | chance,
+        rec("num", "base_y", [0] * 6),  # not a choice task: no chance, never floored
+        rec("num", "oracle_y", [1, 1, 1, 0, 0, 0]),
+        rec("num", "method", [1, 0, 0, 0, 0, 0]),
+    ]
+    measured = task_rows(records, 0.03)
+    floored = task_rows(records, 0.03, floor=True)
+    assert measured["sci"]["base_y"] == 0 and floored["sci"]["base_y"] == pytest.approx(1 / 3)
+    assert floored["sci"]["base_y_measured"] == 0 and floored["sci"]["oracle_minus_base"] == pytest.approx(1 / 3)
+    assert floored["num"]["base_y"] == 0 == floored["num"]["base_y_measured"]
+    (m,) = aggregate(records, 0.03)
+    (f,) = aggregate(records, 0.03, floor=True)
+    assert m["per_task"]["sci"]["gap_recovered"] == pytest.approx(0.5)
+    assert f["per_task"]["sci"]["gap_recovered"] == pytest.approx(0.0)
+    assert f["per_task"]["num"]["gap_recovered"] == m["per_task"]["num"]["gap_recovered"] == pytest.approx(1 / 3)
+    # an oracle that is only a little above chance stops being usable once the floor applies
+    assert not task_rows(records, 0.4, floor=True)["sci"]["usable"] and task_rows(records, 0.4)["sci"]["usable"]
+    # a base above chance is its own reference
+    above = [rec("sci", "base_y", [1, 1, 1, 0, 0, 0]) | chance, rec("sci", "oracle_y", [1] * 6) | chance]
+    assert task_rows(above, 0.03, floor=True)["sci"]["base_y"] == pytest.approx(0.5)

@@ -9,6 +9,10 @@ gap_recovered(acc, base, oracle) = (acc − base) / (oracle − base):
 - missing cells (failed or not computed) are left out and listed; an aggregate averages what exists
   and states its seeds;
 - one seed: std is None (shown as "n/a"), never 0.
+With `floor` (a study's `base_reference: chance`), base Y on a choice task counts as at least the
+task's chance accuracy (`record["chance"]`): base Y that never produces a parseable letter scores 0,
+and a port that learned only the format would otherwise be credited with the climb to chance.
+
 Aggregate for a (variant, pool, N): per seed, the mean over usable tasks of gap_recovered; then
 mean ± std over seeds. Its 95% CI is a paired bootstrap over eval items: the same resampled items
 for base, oracle and method within each task.
@@ -42,6 +46,16 @@ def gap_recovered(acc: float | None, base: float | None, oracle: float | None) -
     return (acc - base) / (oracle - base)
 
 
+def base_correct(record: dict[str, Any], floor: bool = False) -> np.ndarray | None:
+    """Base Y's per-item correctness; with `floor`, on a choice task scoring below chance, every
+    item at the chance accuracy instead (the reference the gap is then measured from)."""
+    c = correct(record)
+    chance = record.get("chance")
+    if floor and c is not None and len(c) and chance is not None and float(c.mean()) < chance:
+        return np.full(len(c), float(chance))
+    return c
+
+
 def index(records: list[dict[str, Any]]):
     """(baselines by task and condition, method records by (variant, pool, N) -> task -> seed)."""
     base: dict[str, dict[str, dict]] = defaultdict(dict)
@@ -67,11 +81,18 @@ def why_unusable(gap: float | None, threshold: float) -> str | None:
     return None
 
 
-def task_rows(records: list[dict[str, Any]], threshold: float) -> dict[str, dict[str, Any]]:
+def task_rows(
+    records: list[dict[str, Any]], threshold: float, floor: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Per task: base Y (the reference: floored at chance with `floor`), its measured accuracy,
+    the oracle, the teacher, oracle − base and whether the task is usable."""
     base, _ = index(records)
     rows = {}
     for task, conds in sorted(base.items()):
         b, o, t = (accuracy(conds.get(k)) for k in ("base_y", "oracle_y", "teacher"))
+        measured = b
+        if b is not None:
+            b = float(base_correct(conds["base_y"], floor).mean())
         any_rec = next(iter(conds.values()))
         scored = [c for c in map(correct, conds.values()) if c is not None]
         gap = None if b is None or o is None else o - b
@@ -81,6 +102,7 @@ def task_rows(records: list[dict[str, Any]], threshold: float) -> dict[str, dict
             "domain": any_rec["domain"],
             "n": len(scored[0]) if scored else 0,
             "base_y": b,
+            "base_y_measured": measured,
             "oracle_y": o,
             "teacher": t,
             "oracle_minus_base": gap,
@@ -90,9 +112,11 @@ def task_rows(records: list[dict[str, Any]], threshold: float) -> dict[str, dict
     return rows
 
 
-def aggregate(records: list[dict[str, Any]], threshold: float, seed: int = 0) -> list[dict[str, Any]]:
+def aggregate(
+    records: list[dict[str, Any]], threshold: float, seed: int = 0, floor: bool = False
+) -> list[dict[str, Any]]:
     base, methods = index(records)
-    rows = task_rows(records, threshold)
+    rows = task_rows(records, threshold, floor)
     usable = [t for t, r in rows.items() if r["usable"]]
     rng = np.random.default_rng(seed)
     out = []
@@ -102,7 +126,7 @@ def aggregate(records: list[dict[str, Any]], threshold: float, seed: int = 0) ->
         boot_parts = []
         for task in usable:
             seeds = by_task.get(task, {})
-            cb, co = correct(base[task]["base_y"]), correct(base[task]["oracle_y"])
+            cb, co = base_correct(base[task]["base_y"], floor), correct(base[task]["oracle_y"])
             accs, gaps, cms = {}, {}, []
             for s, rec in sorted(seeds.items()):
                 cm = correct(rec)

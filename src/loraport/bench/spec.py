@@ -20,6 +20,7 @@ Keys (unknown keys are rejected with the closest valid one):
     eval: {n: 300, seed: 0}
     scorers: {sci_which: loglik_choice}   # optional: the scorer the metrics use per task
     usable_threshold: 0.03           # oracle − base below this: the row is excluded from aggregates
+    base_reference: measured         # or chance: on choice tasks base Y counts as at least chance
     controls: {shuffled: true, random: global_ridge}   # see Controls
     chat_template: auto              # auto: each base's own chat template (raw without one); family; none
 
@@ -104,6 +105,11 @@ class Study(BaseModel):
         default_factory=dict, description="task -> scorer the metrics use (default: the task's primary)"
     )
     usable_threshold: float = Field(0.03, ge=0, le=1)
+    base_reference: Literal["measured", "chance"] = Field(
+        "measured",
+        description="base Y in gap_recovered: measured, or on choice tasks at least chance (a model "
+        "that names a random letter), so that a port which learned only the answer format recovers nothing",
+    )
     controls: Controls = Field(default_factory=Controls)
     chat_template: Literal["auto", "family", "none"] = Field(
         "auto",

@@ -29,7 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from loraport.bench.metrics import bootstrap_ratio, correct, index, is_control, percentile_ci
+from loraport.bench.metrics import (
+    base_correct,
+    bootstrap_ratio,
+    correct,
+    index,
+    is_control,
+    percentile_ci,
+)
 
 
 def teacher_ratio(acc: float | None, base: float | None, teacher: float | None) -> float | None:
@@ -64,11 +71,15 @@ def _same_items(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def teacher_ratios(
-    records: list[dict[str, Any]], tasks: dict[str, dict[str, Any]], threshold: float, seed: int = 0
+    records: list[dict[str, Any]],
+    tasks: dict[str, dict[str, Any]],
+    threshold: float,
+    seed: int = 0,
+    floor: bool = False,
 ) -> dict[str, Any]:
     """Per task: the teacher's gain over base Y and whether a ratio is defined; per method variant
     (controls left out): the aggregate teacher ratio with std, CI and its per-task values.
-    `tasks` is bench.metrics.task_rows(records, threshold)."""
+    `tasks` is bench.metrics.task_rows(records, threshold, floor), and `floor` the same flag."""
     base, methods = index(records)
     info: dict[str, dict[str, Any]] = {}
     for t, row in tasks.items():
@@ -96,7 +107,7 @@ def teacher_ratios(
         for t in sorted(info):
             if not info[t]["defined"]:
                 continue
-            cb, ct = correct(base[t]["base_y"]), correct(base[t]["teacher"])
+            cb, ct = base_correct(base[t]["base_y"], floor), correct(base[t]["teacher"])
             ratios, cms = {}, []
             for s, rec in sorted(by_task.get(t, {}).items()):
                 if not _same_items(base[t]["base_y"], rec):

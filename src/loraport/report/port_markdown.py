@@ -31,6 +31,24 @@ def _pm(row: dict[str, Any]) -> str:
     return f"{_fmt(row['gap_recovered'])} ± {std}"
 
 
+def _reference_line(study) -> str:
+    """Which base Y the gaps are measured from (the study's base_reference)."""
+    if study.get("base_reference", "measured") == "chance":
+        return (
+            "Base Y reference: on choice tasks, at least chance (`base_reference: chance`): base Y that "
+            "never names a parseable letter scores 0, so a port that learned only the answer format "
+            "would otherwise be credited with the climb to chance. The main table shows both."
+        )
+    return "Base Y reference: its measured accuracy (`base_reference: measured`)."
+
+
+def _base_cell(row) -> str:
+    measured = row.get("base_y_measured")
+    if measured is None or row["base_y"] is None or abs(measured - row["base_y"]) < 1e-12:
+        return _fmt(row["base_y"])
+    return f"{_fmt(row['base_y'])} (chance; measured {_fmt(measured)})"
+
+
 def port_markdown(meta, tasks, agg, usable, records, summary) -> str:
     """report.md of a port study (see the module docstring)."""
     study = meta["study"]
@@ -47,6 +65,8 @@ def port_markdown(meta, tasks, agg, usable, records, summary) -> str:
             f"**{_pm(best)}** of the oracle's gain (mean ± std over {len(seeds)} seeds; 95% paired bootstrap CI "
             f"{_fmt(ci[0]) if ci else '—'} … {_fmt(ci[1]) if ci else '—'}) over {len(usable)} usable held-out tasks "
             f"({', '.join(usable)}; n = {n_eval} eval items each).",
+            "",
+            _reference_line(study),
             "",
         ]
         ref = summary["best_minus_mean_points"]
@@ -99,7 +119,7 @@ def port_markdown(meta, tasks, agg, usable, records, summary) -> str:
                 [
                     row["domain"],
                     t,
-                    _fmt(row["base_y"]),
+                    _base_cell(row),
                     *cells,
                     _fmt(row["oracle_y"]),
                     "—" if gap is None else f"{100 * gap:+.1f}",

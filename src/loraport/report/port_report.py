@@ -37,8 +37,9 @@ def port_report(run_dir: Path, meta: dict[str, Any], records: list[dict[str, Any
     modes."""
     study = meta["study"]
     threshold = study["usable_threshold"]
-    tasks = task_rows(records, threshold)
-    full = aggregate(records, threshold)
+    floor = study.get("base_reference", "measured") == "chance"
+    tasks = task_rows(records, threshold, floor)
+    full = aggregate(records, threshold, floor=floor)
     agg = [r for r in full if not is_control(r["variant"])]
     usable = [t for t, r in tasks.items() if r["usable"]]
     summary = _summary(meta, tasks, agg, usable, records)
@@ -47,7 +48,7 @@ def port_report(run_dir: Path, meta: dict[str, Any], records: list[dict[str, Any
         {k: v for k, v in r.items() if k != "per_task"} for r in full if is_control(r["variant"])
     ]
     summary["teacher_ceiling"] = teacher_ceiling(tasks)
-    summary["teacher_ratio"] = teacher_ratios(records, tasks, threshold)
+    summary["teacher_ratio"] = teacher_ratios(records, tasks, threshold, floor=floor)
     # which X adapter each task's shuffled-source controls ported
     summary["shuffled_sources"] = {
         r["task"]: r["shuffled_from"] for r in records if r.get("control") == "shuffled"
