@@ -13,6 +13,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from loraport.bench import load_study, run_study
+from loraport.bench.runner import previous_runs
 from loraport.cli.main import app
 
 
@@ -108,9 +109,23 @@ def test_a_run_killed_with_sigkill_resumes_without_recomputing(mini_study, full_
     assert sum(meta["computed"].values()) == total - len(before)
     assert not [p for p in (out / "cache" / "adapters").iterdir() if p.name.startswith(".")]
     assert results(out) == results(full_run)
-    # and a third run computes nothing
+    # and a third run computes nothing; run.json keeps both invocations (the killed one wrote none)
     run_study(load_study(mini_study), out, threads=1, progress=False, log=lambda s: None)
-    assert sum(json.loads((out / "run.json").read_text())["computed"].values()) == 0
+    meta3 = json.loads((out / "run.json").read_text())
+    assert sum(meta3["computed"].values()) == 0
+    first, second = meta3["runs"]
+    assert first["seconds"] == meta["seconds"] and first["computed"] == meta["computed"]
+    assert sum(second["computed"].values()) == 0
+    assert meta3["seconds_total"] == round(first["seconds"] + second["seconds"], 1)
+
+
+def test_run_history_reads_an_older_run_json(tmp_path):
+    old = tmp_path / "run.json"
+    old.write_text(json.dumps({"seconds": 12.5, "stage_seconds": {"train": 10.0}, "computed": {"train": 3}}))
+    (run,) = previous_runs(old)
+    assert run["seconds"] == 12.5 and run["computed"] == {"train": 3} and run["stage_seconds"] == {"train": 10.0}
+    old.write_text("{not json")
+    assert previous_runs(old) == [] and previous_runs(tmp_path / "none.json") == []
 
 
 def children(pid: int) -> list[int]:

@@ -198,6 +198,17 @@ def run_study(
     finally:
         runner.close()
     write_records(store, plan, study, errors, timings)
+    this_run = {
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": round(time.perf_counter() - start, 1),
+        "stage_seconds": stage_seconds,
+        "computed": {k: len(todo[k]) for k in order},
+        "executor": executor,
+        "workers": getattr(runner, "workers", None),
+        "device": device,
+        "loraport_version": __version__,
+    }
+    runs = [*previous_runs(store.root / "run.json"), this_run]
     meta = {
         "study": study.model_dump(mode="json"),
         "loraport_version": __version__,
@@ -212,12 +223,32 @@ def run_study(
         "cells": {k: len(plan.by_kind(k)) for k in order},
         "computed": {k: len(todo[k]) for k in order},
         "skipped": plan.skipped,
+        # every invocation on this run folder, oldest first: a resumed study's cold cost is the sum
+        "runs": runs,
+        "seconds_total": round(sum(r["seconds"] for r in runs), 1),
     }
     with atomic_file(store.root / "run.json") as fh:
         json.dump(meta, fh, indent=1)
     from loraport.report import build_report
 
     return build_report(store.root)
+
+
+def previous_runs(path: Path) -> list[dict[str, Any]]:
+    """The invocations an earlier run.json in this run folder recorded (one, built from its own
+    fields, when it predates the history); [] when there is none or it cannot be read."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(old, dict):
+        return []
+    if isinstance(old.get("runs"), list):
+        return [r for r in old["runs"] if isinstance(r, dict) and isinstance(r.get("seconds"), int | float)]
+    if not isinstance(old.get("seconds"), int | float):
+        return []
+    keys = ("seconds", "stage_seconds", "computed", "executor", "workers", "device", "loraport_version")
+    return [{k: old.get(k) for k in keys}]
 
 
 def _torch_version() -> str:

@@ -31,6 +31,14 @@ def _pm(row: dict[str, Any]) -> str:
     return f"{_fmt(row['gap_recovered'])} ± {std}"
 
 
+def _history(meta) -> str:
+    """For a resumed run: the invocations run.json recorded and their summed wall time."""
+    runs = meta.get("runs") or []
+    if len(runs) <= 1:
+        return ""
+    return f" (this invocation; {len(runs)} invocations on this run folder, {meta.get('seconds_total')} s in all)"
+
+
 def _reference_line(study) -> str:
     """Which base Y the gaps are measured from (the study's base_reference)."""
     if study.get("base_reference", "measured") == "chance":
@@ -278,7 +286,7 @@ def port_markdown(meta, tasks, agg, usable, records, summary) -> str:
         "",
         "## Provenance",
         "",
-        f"loraport {meta['loraport_version']}, Python {meta['python']}, executor {meta['executor']} on {meta.get('device') or 'cpu'}, {meta['seconds']} s wall; cells {meta['cells']}, computed this run {meta['computed']}. Recipe: `{json.dumps(study['recipe'])}`.",
+        f"loraport {meta['loraport_version']}, Python {meta['python']}, executor {meta['executor']} on {meta.get('device') or 'cpu'}, {meta['seconds']} s wall{_history(meta)}; cells {meta['cells']}, computed this run {meta['computed']}. Recipe: `{json.dumps(study['recipe'])}`.",
         "",
     ]
     L += [

@@ -34,6 +34,19 @@ def _pm(gap: float | None, std: float | None) -> str:
     return f"{_f(gap)} ± {'n/a' if std is None else f'{std:.3f}'}"
 
 
+def _wall(meta: dict[str, Any]) -> str:
+    """The run's wall time: the one invocation's, or the sum over a resumed run's invocations
+    (run.json's `runs`), with the computing ones counted."""
+    runs = meta.get("runs") or []
+    if len(runs) <= 1:
+        return f"{meta.get('seconds')} s wall"
+    computing = [r for r in runs if any((r.get("computed") or {}).values())]
+    return (
+        f"{meta.get('seconds_total')} s wall over {len(runs)} invocations, "
+        f"{len(computing)} of which computed cells"
+    )
+
+
 def _ci(ci: list[float] | None) -> str:
     return "—" if not ci else f"{ci[0]:.3f} … {ci[1]:.3f}"
 
@@ -67,7 +80,7 @@ def kind_section(results_dir: Path, folder: str, summary: dict[str, Any]) -> lis
 def provenance_line(folder: str, meta: dict[str, Any]) -> str:
     """Where and how long a study ran, and where its records are, from its run.json."""
     return (
-        f"Run on {meta.get('device') or 'cpu'} (torch {meta.get('torch')}, {meta.get('seconds')} s wall). "
+        f"Run on {meta.get('device') or 'cpu'} (torch {meta.get('torch')}, {_wall(meta)}). "
         f"Records, report and figures: [`results/{folder}/`](../results/{folder}/report.md)."
     )
 
