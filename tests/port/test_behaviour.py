@@ -103,6 +103,29 @@ def test_spanfit_never_worse_than_its_ridge_start(kit, lr):
         assert torch.equal(w, w0.double())
 
 
+def test_spanfit_on_a_large_vocabulary_fits_the_same_weights_from_answer_logits(kit, monkeypatch):
+    """Where the vocabulary is large (here: the threshold lowered to the zoo's 640 tokens) spanfit's
+    loss computes the output layer at answer positions only; the fit is the same up to rounding."""
+    import loraport.port.spanfit as spanfit_mod
+    import loraport.train.loss as loss_mod
+
+    fmap = fit_map(kit["spec"], "global_ridge", load_config(kit["x"]), load_config(kit["y"]))
+    w0 = next(iter(port_weights(fmap, kit["adapter"]).weights.values()))
+    model, tok, _ = load_model(kit["y"])
+    anchors = target_anchor_factors(fmap)
+    items = encodable_items(tok, kit["answers"])
+    full_w, full = fit_span_weights(model, tok, items, anchors, w0, steps=6, lr=0.05, batch=8)
+    calls = []
+    real_answer_loss = spanfit_mod.answer_loss
+    monkeypatch.setattr(loss_mod, "LARGE_VOCAB", 64)
+    monkeypatch.setattr(spanfit_mod, "answer_loss", lambda *a: calls.append(1) or real_answer_loss(*a))
+    part_w, part = fit_span_weights(model, tok, items, anchors, w0, steps=6, lr=0.05, batch=8)
+    assert calls, "the answer-position loss was not used"
+    assert part["start_loss"] == pytest.approx(full["start_loss"], rel=1e-5)
+    assert part["end_loss"] == pytest.approx(full["end_loss"], rel=1e-4)
+    assert torch.allclose(part_w, full_w, atol=1e-4)
+
+
 def test_spanfit_port_writes_a_combination_with_cost(kit):
     out = spanfit_port(
         kit["spec"],

@@ -10,7 +10,10 @@ The fitted objective is evaluated on every prompt at w₀ and at the end; if the
 w₀ is kept, so spanfit never does worse on its own objective than its ridge start.
 
 The forward pass adds Σ_j w_j B_j A_j x through hooks on the target's projections (the anchors'
-factors concatenated, rank N·r), so nothing as large as a dense ΔW is formed.
+factors concatenated, rank N·r), so nothing as large as a dense ΔW is formed. On a large vocabulary
+the output layer is computed at answer positions only (`loraport.train.loss.answer_loss`, the same
+loss): Gemma-3's 262k-token head at every position of a 32-prompt batch needs ~10 GB for the logits
+alone, and a study's spanfit on Gemma-3-270M was killed for memory at 24 GB before this.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from loraport.port.anchors import AnchorsSpec
 from loraport.port.apply import PortInputs, combine_port, port_weights, save_port, target_anchor_factors
 from loraport.port.fitted import FittedMap, fit_map
 from loraport.port.teacher import Answers, encodable_items
+from loraport.train.loss import answer_loss, use_answer_loss
 
 
 class SpanHooks:
@@ -57,13 +61,21 @@ class SpanHooks:
             h.remove()
 
 
+def _loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean token NLL of the batch's labels: the head at answer positions only where the vocabulary
+    is large (`use_answer_loss`), else the model's own loss."""
+    if use_answer_loss(model, None):
+        return answer_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    return model(**batch).loss
+
+
 def _objective(model, batches: list[dict[str, torch.Tensor]]) -> float:
     """Per-token NLL over all batches (each batch's mean loss weighted by its answer tokens)."""
     total, count = 0.0, 0
     with torch.no_grad():
         for b in batches:
             n = int((b["labels"][:, 1:] != -100).sum())
-            total += float(model(**b).loss) * n
+            total += float(_loss(model, b)) * n
             count += n
     return total / max(count, 1)
 
@@ -98,7 +110,7 @@ def fit_span_weights(
         rng = np.random.default_rng(seed)
         for _ in range(steps):
             idx = rng.choice(len(examples), size=min(batch, len(examples)), replace=False)
-            loss = model(**to_device(collate([examples[i] for i in idx], pad), device)).loss
+            loss = _loss(model, to_device(collate([examples[i] for i in idx], pad), device))
             opt.zero_grad()
             loss.backward()
             opt.step()
