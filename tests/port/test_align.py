@@ -17,6 +17,7 @@ from loraport.port.align import (
     Alignment,
     align_port,
     apply_alignment,
+    cached_alignment,
     cka_matrix,
     fit_alignment,
     monotone_layer_map,
@@ -178,3 +179,30 @@ def test_an_adapter_of_the_wrong_base_is_refused(xy, bases, tmp_path):
     y_adapter = synthetic_adapter(load_config(bases[1]), tmp_path / "y", rank=4)
     with pytest.raises(AdapterError, match="ΔW shape"):
         apply_alignment(xy, y_adapter, tmp_path / "out")
+
+
+def test_a_fit_is_kept_on_disk_and_served_to_a_new_process(bases, tmp_path, monkeypatch):
+    """cached_alignment stores its fit under the cache root, keyed by the bases' fingerprints and the
+    options; a process that has not fitted (the in-process memo emptied) loads it instead of fitting,
+    and a damaged stored fit is fitted again."""
+    import loraport.port.align as align_mod
+
+    monkeypatch.setenv("LORAPORT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(align_mod, "_FITS", {})
+    first = cached_alignment(*bases, texts=TEXTS)
+    (stored,) = (tmp_path / "cache" / "alignments").iterdir()
+    assert Alignment.load(stored).layer_map == first.layer_map
+
+    monkeypatch.setattr(align_mod, "_FITS", {})
+    fits = []
+    real_fit = align_mod.fit_alignment
+    monkeypatch.setattr(align_mod, "fit_alignment", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
+    again = cached_alignment(*bases, texts=TEXTS)
+    assert not fits and again.maps.keys() == first.maps.keys()
+    assert all(torch.equal(again.maps[k][0], first.maps[k][0]) for k in first.maps)
+    assert cached_alignment(*bases, texts=TEXTS, seed=1) is not again and fits == [1]  # other options: a fit
+
+    monkeypatch.setattr(align_mod, "_FITS", {})
+    (stored / "alignment.safetensors").write_bytes(b"damaged")
+    cached_alignment(*bases, texts=TEXTS)
+    assert fits == [1, 1] and Alignment.load(stored).layer_map == first.layer_map
