@@ -64,3 +64,13 @@ def test_a_study_of_another_kind_gets_its_kinds_section(tmp_path: Path):
     assert "| mean | 4 | 4 | 4 | 0.900 | 0.400 [0.350, 0.450] | 0.500 |" in section
     assert "- mean N=4: the later snapshot ports higher." in section
     assert "## Overview" in text and "[snaps](#snaps)" not in text  # not in the port studies' table
+
+
+def test_a_resumed_run_reports_its_summed_wall_time():
+    from loraport.report.results import _wall
+
+    assert _wall({"seconds": 12.0}) == "12.0 s wall"
+    runs = [{"seconds": 100.0, "computed": {"train": 3}}, {"seconds": 2.5, "computed": {"train": 0}}]
+    assert _wall({"seconds": 2.5, "runs": runs, "seconds_total": 102.5}) == (
+        "102.5 s wall over 2 invocations, 1 of which computed cells"
+    )

@@ -126,6 +126,7 @@ def _summary(meta, tasks, agg, usable, records) -> dict[str, Any]:
                 "skipped",
             )
         }
+        | {k: meta[k] for k in ("runs", "seconds_total") if k in meta}  # a resumed run's invocations
         | {"study": meta["study"]},
         "usable_threshold": meta["study"]["usable_threshold"],
         "usable_tasks": usable,
