@@ -139,7 +139,12 @@ def _study_section(folder: str, s: dict[str, Any]) -> list[str]:
         f"Study `{st['name']}`: {st['source']} (X) → {st['target']} (Y); "
         f"{len(st['anchors'])} anchor tasks, held out {', '.join(st['heldout'])}; "
         f"N ∈ {{{', '.join(map(str, st['n_anchors']))}}}, seeds {st['seeds']}, {st['eval']['n']} eval items "
-        f"per task, usable when oracle − base ≥ {100 * st['usable_threshold']:g} points. "
+        f"per task, usable when oracle − base ≥ {100 * st['usable_threshold']:g} points"
+        + (
+            " (base Y counted as at least chance on choice tasks: `base_reference: chance`). "
+            if st.get("base_reference") == "chance"
+            else ". "
+        )
         + provenance_line(folder, prov),
         "",
     ]
