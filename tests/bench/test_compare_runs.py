@@ -20,7 +20,7 @@ def summary(name="quick", m1=(0.40, 0.30, 0.50), m2=(0.20, 0.15, 0.25), choice_o
         return {"variant": variant, "n_anchors": 8, "pool": "all", "gap_recovered": g, "ci95": [lo, hi]}
 
     return {
-        "study": {"name": name},
+        "study": name,  # as port summaries store it
         "aggregates": [agg("global_ridge", m1), agg("distill[init=zero]", m2)],
         "tasks": {
             "code_paren": {"base_y": 0.0, "oracle_y": 0.5, "teacher": 0.3},

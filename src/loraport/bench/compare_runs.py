@@ -45,12 +45,16 @@ def _task_check(t: dict[str, Any], chance: float | None) -> dict[str, Any]:
     }
 
 
+def _study_name(summary: dict[str, Any]) -> str | None:
+    """A summary's study name: a port summary stores it as a string, older tests as {"name": ...}."""
+    study = summary.get("study")
+    return study if isinstance(study, str) or study is None else study.get("name")
+
+
 def compare_runs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """Method aggregates and held-out tasks of two summaries of the same study, side by side."""
-    if a.get("study", {}).get("name") != b.get("study", {}).get("name"):
-        raise ValueError(
-            f"summaries of different studies: {a.get('study', {}).get('name')!r} vs {b.get('study', {}).get('name')!r}"
-        )
+    if _study_name(a) != _study_name(b):
+        raise ValueError(f"summaries of different studies: {_study_name(a)!r} vs {_study_name(b)!r}")
     agg_a, agg_b = _aggregates(a), _aggregates(b)
     methods = []
     for key in sorted(set(agg_a) & set(agg_b)):
@@ -78,7 +82,7 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         ca, cb = _task_check(a["tasks"][t], chance_a.get(t)), _task_check(b["tasks"][t], chance_b.get(t))
         tasks[t] = {"a": ca, "b": cb, "ok": ca["ok"] and cb["ok"]}
     return {
-        "study": a["study"]["name"],
+        "study": _study_name(a),
         "methods": methods,
         "all_reproduce": all(m["reproduces"] for m in methods),
         "tasks": tasks,
