@@ -116,9 +116,9 @@ def test_spanfit_on_a_large_vocabulary_fits_the_same_weights_from_answer_logits(
     items = encodable_items(tok, kit["answers"])
     full_w, full = fit_span_weights(model, tok, items, anchors, w0, steps=6, lr=0.05, batch=8)
     calls = []
-    real_answer_loss = spanfit_mod.answer_loss
+    real_answer_loss = spanfit_mod.answer_batch_loss
     monkeypatch.setattr(loss_mod, "LARGE_VOCAB", 64)
-    monkeypatch.setattr(spanfit_mod, "answer_loss", lambda *a: calls.append(1) or real_answer_loss(*a))
+    monkeypatch.setattr(spanfit_mod, "answer_batch_loss", lambda *a: calls.append(1) or real_answer_loss(*a))
     part_w, part = fit_span_weights(model, tok, items, anchors, w0, steps=6, lr=0.05, batch=8)
     assert calls, "the answer-position loss was not used"
     assert part["start_loss"] == pytest.approx(full["start_loss"], rel=1e-5)

@@ -211,17 +211,11 @@ def run_study(
     runs = [*previous_runs(store.root / "run.json"), this_run]
     meta = {
         "study": study.model_dump(mode="json"),
-        "loraport_version": __version__,
         "python": platform.python_version(),
         "torch": _torch_version(),
         "bases": plan.fingerprints,
-        "executor": executor,
-        "workers": getattr(runner, "workers", None),
-        "device": device,
-        "seconds": round(time.perf_counter() - start, 1),
-        "stage_seconds": stage_seconds,
+        **{k: this_run[k] for k in RUN_FIELDS},  # this invocation's, as its entry in `runs` says
         "cells": {k: len(plan.by_kind(k)) for k in order},
-        "computed": {k: len(todo[k]) for k in order},
         "skipped": plan.skipped,
         # every invocation on this run folder, oldest first: a resumed study's cold cost is the sum
         "runs": runs,
@@ -232,6 +226,11 @@ def run_study(
     from loraport.report import build_report
 
     return build_report(store.root)
+
+
+#: The fields of one invocation that run.json keeps both at its top level (the latest) and per entry
+#: of `runs` (every invocation on the run folder).
+RUN_FIELDS = ("seconds", "stage_seconds", "computed", "executor", "workers", "device", "loraport_version")
 
 
 def previous_runs(path: Path) -> list[dict[str, Any]]:
@@ -247,8 +246,7 @@ def previous_runs(path: Path) -> list[dict[str, Any]]:
         return [r for r in old["runs"] if isinstance(r, dict) and isinstance(r.get("seconds"), int | float)]
     if not isinstance(old.get("seconds"), int | float):
         return []
-    keys = ("seconds", "stage_seconds", "computed", "executor", "workers", "device", "loraport_version")
-    return [{k: old.get(k) for k in keys}]
+    return [{k: old.get(k) for k in RUN_FIELDS}]
 
 
 def _torch_version() -> str:

@@ -119,6 +119,7 @@ def generate(
     shared = shared_prefix_length(encoded) if share_prefix else 0
     head = encoded[0][:shared] if shared else []
     prefix_cache = _prefill(model, head, device) if shared else None
+    cache_arg = _cache_arg(model) if shared else None
     for lo in range(0, len(order), batch):
         rows = order[lo : lo + batch]
         width = max(len(encoded[i]) for i in rows)
@@ -135,7 +136,7 @@ def generate(
         if prefix_cache is not None:
             cache = copy.deepcopy(prefix_cache)
             cache.batch_repeat_interleave(len(rows))
-            extra[_cache_arg(model)] = cache
+            extra[cache_arg] = cache
         gen = model.generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),

@@ -32,7 +32,7 @@ from loraport.port.anchors import AnchorsSpec
 from loraport.port.apply import PortInputs, combine_port, port_weights, save_port, target_anchor_factors
 from loraport.port.fitted import FittedMap, fit_map
 from loraport.port.teacher import Answers, encodable_items
-from loraport.train.loss import answer_loss, use_answer_loss
+from loraport.train.loss import answer_batch_loss, use_answer_loss
 
 
 class SpanHooks:
@@ -61,21 +61,23 @@ class SpanHooks:
             h.remove()
 
 
-def _loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean token NLL of the batch's labels: the head at answer positions only where the vocabulary
+def _loss_fn(model):
+    """Mean token NLL of a batch's labels: the head at answer positions only where the vocabulary
     is large (`use_answer_loss`), else the model's own loss."""
     if use_answer_loss(model, None):
-        return answer_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
-    return model(**batch).loss
+        return answer_batch_loss
+    return lambda m, b: m(**b).loss
 
 
-def _objective(model, batches: list[dict[str, torch.Tensor]]) -> float:
-    """Per-token NLL over all batches (each batch's mean loss weighted by its answer tokens)."""
+def _objective(model, batches: list[dict[str, torch.Tensor]], loss_fn=None) -> float:
+    """Per-token NLL over all batches (each batch's mean loss weighted by its answer tokens);
+    `loss_fn` as `_loss_fn(model)` gives it (computed here when not passed)."""
+    loss_fn = loss_fn or _loss_fn(model)
     total, count = 0.0, 0
     with torch.no_grad():
         for b in batches:
             n = int((b["labels"][:, 1:] != -100).sum())
-            total += float(_loss(model, b)) * n
+            total += float(loss_fn(model, b)) * n
             count += n
     return total / max(count, 1)
 
@@ -102,19 +104,20 @@ def fit_span_weights(
     examples = encode_examples(tokenizer, items, context_length(model), "spanfit teacher answers")
     device = module_device(model)
     fixed = [to_device(collate(examples[i : i + batch], pad), device) for i in range(0, len(examples), batch)]
+    loss_fn = _loss_fn(model)
     hooks = SpanHooks(model, anchors, w0)
     model.eval()
     try:
-        start_loss = _objective(model, fixed)
+        start_loss = _objective(model, fixed, loss_fn)
         opt = torch.optim.Adam([hooks.w], lr=lr)
         rng = np.random.default_rng(seed)
         for _ in range(steps):
             idx = rng.choice(len(examples), size=min(batch, len(examples)), replace=False)
-            loss = _loss(model, to_device(collate([examples[i] for i in idx], pad), device))
+            loss = loss_fn(model, to_device(collate([examples[i] for i in idx], pad), device))
             opt.zero_grad()
             loss.backward()
             opt.step()
-        end_loss = _objective(model, fixed)
+        end_loss = _objective(model, fixed, loss_fn)
         w = hooks.w.detach().double().cpu().clone()
     finally:
         hooks.remove()

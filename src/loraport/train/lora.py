@@ -33,7 +33,7 @@ from loraport.models.chat import chat_format
 from loraport.tasks import Item, Task, resolve_task
 from loraport.train.data import collate, encode_examples
 from loraport.train.loop import run_steps
-from loraport.train.loss import answer_loss, bucketed_order, use_answer_loss, weighted_loss
+from loraport.train.loss import answer_batch_loss, bucketed_order, use_answer_loss, weighted_loss
 from loraport.train.recipe import Recipe
 from loraport.train.regularizers import Bound
 
@@ -134,9 +134,7 @@ def train_on_items(
     if weights is not None:
         loss_fn = weighted_loss
     elif use_answer_loss(peft_model, recipe.answer_logits):
-
-        def loss_fn(m: torch.nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
-            return answer_loss(m, b["input_ids"], b["attention_mask"], b["labels"])
+        loss_fn = answer_batch_loss
 
     # a regularizer adds to the loss, constrains the factors after each step, or changes the forward
     reg = Bound(peft_model, recipe.regularizer, recipe.strength) if recipe.regularizer else None

@@ -75,6 +75,12 @@ def answer_loss(
     return F.cross_entropy(logits.float(), labels[rows, cols + 1])
 
 
+def answer_batch_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """`answer_loss` of a collated batch (input_ids, attention_mask, labels): a training loop's
+    `loss_fn` where `use_answer_loss` holds."""
+    return answer_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+
+
 def weighted_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Σ_t w_t · CE_t over the labelled tokens / their number (labels −100 elsewhere; `weights` holds
     one weight per label position). With every w_t = 1 it is the mean token cross-entropy."""
