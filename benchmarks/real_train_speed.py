@@ -14,6 +14,7 @@ loss, so it should be float noise). The first step of each variant is a warm-up 
 
     python benchmarks/real_train_speed.py                       # both real bases, 12 timed steps
     python benchmarks/real_train_speed.py --bases gemma3-270m --steps 20 --json out.json
+    python benchmarks/real_train_speed.py --device cuda --steps 20   # on a GPU: peak is GPU memory
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ BASES = ["smollm2-135m-instruct", "gemma3-270m"]
 VARIANTS = ["plain", "answer", "recipe"]
 
 
-def child(base: str, variant: str, task: str, steps: int, batch: int, threads: int) -> dict:
+def child(base: str, variant: str, task: str, steps: int, batch: int, threads: int, device: str) -> dict:
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -41,7 +42,7 @@ def child(base: str, variant: str, task: str, steps: int, batch: int, threads: i
     from loraport.train.loss import answer_loss, bucketed_order
 
     torch.set_num_threads(threads)
-    model, tok, _ = load_model(base)
+    model, tok, _ = load_model(base, device=device)
     items = resolve_task(task).items("train", (steps + 1) * batch, seed=0)
     examples = encode_examples(tok, items, 256, task)
     torch.manual_seed(0)
@@ -60,8 +61,12 @@ def child(base: str, variant: str, task: str, steps: int, batch: int, threads: i
     opt = torch.optim.AdamW(params, lr=2e-4, betas=(0.9, 0.98))
     peft.train()
     losses, tokens, seconds = [], 0, 0.0
+    cuda = device.startswith("cuda")
     for step in range(steps + 1):
         b = collate([examples[i] for i in order[step * batch : (step + 1) * batch]], pad)
+        b = {k: v.to(device) for k, v in b.items()}
+        if cuda:
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
         if variant == "plain":
             loss = peft(**b).loss
@@ -71,12 +76,15 @@ def child(base: str, variant: str, task: str, steps: int, batch: int, threads: i
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         losses.append(float(loss.detach()))
         if step > 0:  # the first step warms caches and allocators
             seconds += dt
             tokens += int(b["attention_mask"].sum())
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # on a GPU the figure that matters is the device's peak allocation, not the host's RSS
+    rss = torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "base": base,
         "variant": variant,
@@ -97,11 +105,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda when a GPU is there.")
     ap.add_argument("--json", default=None, help="Also write the rows here.")
     ap.add_argument("--child", nargs=2, metavar=("BASE", "VARIANT"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        print(json.dumps(child(*a.child, a.task, a.steps, a.batch, a.threads)))
+        print(json.dumps(child(*a.child, a.task, a.steps, a.batch, a.threads, a.device)))
         return
     import torch
 
@@ -110,18 +119,20 @@ def main() -> None:
         for variant in VARIANTS:
             cmd = [sys.executable, __file__, "--child", base, variant, "--task", a.task]
             cmd += ["--steps", str(a.steps), "--batch", str(a.batch), "--threads", str(a.threads)]
+            cmd += ["--device", a.device]
             out = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if out.returncode:
                 sys.exit(f"{base} / {variant} failed:\n{out.stderr[-2000:]}")
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(f"  {base} {variant}: {rows[-1]['tokens_per_s']} tokens/s", file=sys.stderr)
-    print(
-        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, {a.threads} threads"
-    )
+    where = f"{a.threads} threads"
+    if a.device.startswith("cuda"):
+        where = f"{torch.cuda.get_device_name(0)}; peak column: GPU memory allocated"
+    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, {where}")
     print(
         f"task {a.task}, batch {a.batch}, {a.steps} timed steps, LoRA r=16 on 7 projections, each model's chat format (auto)\n"
     )
-    print("| base | variant | steps/s | tokens/s | × plain | peak RSS MB | max |Δloss| vs plain |")
+    print("| base | variant | steps/s | tokens/s | × plain | peak MB | max |Δloss| vs plain |")
     print("|---|---|---|---|---|---|---|")
     for base in a.bases:
         by = {r["variant"]: r for r in rows if r["base"] == base}
