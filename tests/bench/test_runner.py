@@ -234,3 +234,41 @@ def test_per_domain_pools_report_their_anchors_and_the_topk_choices(mini_spec, f
         assert (on_all, on_math) == (seed0[(task, "all")], seed0[(task, "math")])
     # N=2 uses every anchor of the math pool but not of `all`, whose table says so only for N=3.
     assert "At N = 3 every anchor of the pool is used" in report
+
+
+def test_a_cell_out_of_memory_beside_others_runs_again_alone(tmp_path, monkeypatch):
+    import _oom_cells
+
+    from loraport.bench import executors
+    from loraport.bench.plan import Cell
+
+    monkeypatch.setenv("LORAPORT_TEST_MARKS", str(tmp_path))
+    monkeypatch.setattr(executors, "run_cell", _oom_cells.run_cell)
+    runner = executors.LocalRunner(workers=2, threads=1)
+    done: list[dict] = []
+    try:
+        runner.map([Cell("eval", k, (), {}) for k in ("a", "big", "b")], None, done.append)
+    finally:
+        runner.close()
+    assert sorted(r["key"] for r in done) == ["a", "b", "big"]  # reported once each, none failed
+    assert all(r["error"] is None for r in done)
+    assert [r["key"] for r in done if r.get("retried_alone")] == ["big"]
+    assert len(list(tmp_path.glob("big.*"))) == 2
+
+
+def test_running_out_of_torch_memory_fails_the_cell_not_the_study(tmp_path, monkeypatch):
+    import torch
+
+    from loraport.bench import cells
+    from loraport.bench.plan import Cell
+    from loraport.bench.store import Store
+
+    class Greedy:
+        done = None
+
+        def run(self, cell, store):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 818.00 MiB.")
+
+    monkeypatch.setattr(cells.CELL_KINDS, "get", lambda kind: Greedy())
+    res = cells.run_cell(Cell("port", "k1", (), {}, "port t spanfit"), Store(tmp_path))
+    assert res["oom"] and res["error"].startswith("port t spanfit: out of cpu memory (CUDA out of memory.")

@@ -18,8 +18,11 @@ from loraport.bench.store import Store
 
 def run_cell(cell: Cell, store: Store, threads: int | None = None) -> dict[str, Any]:
     """Compute `cell` into `store` unless it is there already. Returns
-    {"key", "kind", "cached", "seconds", "error"}; a LoraportError becomes an "error" string (the cell
-    is then missing, and the report lists it) instead of stopping the study."""
+    {"key", "kind", "cached", "seconds", "error", "oom"}; a LoraportError becomes an "error" string
+    (the cell is then missing, and the report lists it) instead of stopping the study. Running out of
+    torch memory does too, with "oom" set, so that an executor running cells side by side on one GPU
+    can try the cell again alone."""
+    import torch
     from transformers.utils import logging as hf_logging
 
     from loraport.device import deterministic, use_device
@@ -30,24 +33,30 @@ def run_cell(cell: Cell, store: Store, threads: int | None = None) -> dict[str, 
     hf_logging.disable_progress_bar()
     load_cell_kinds()
     if store.has(cell.kind, cell.key):
-        return {"key": cell.key, "kind": cell.kind, "cached": True, "seconds": 0.0, "error": None}
+        return {"key": cell.key, "kind": cell.kind, "cached": True, "seconds": 0.0, "error": None, "oom": False}
     # Float results depend on the thread count, so it is set per cell and restored afterwards; the
     # cell computes on the device its key was made for (the plan's).
     device = cell.params.get("device", "cpu")
     start = time.perf_counter()
+    error, oom = None, False
     try:
         chat = use_chat_template(cell.params.get("chat_template", "auto"))
         with torch_threads(threads), use_device(device), deterministic(device), chat:
             CELL_KINDS.get(cell.kind).run(cell, store)
-        error = None
     except LoraportError as e:
         error = str(e)
+    except torch.OutOfMemoryError as e:
+        error, oom = f"{cell.label}: out of {device} memory ({str(e).splitlines()[0][:120]})", True
+    finally:
+        if device.startswith("cuda"):  # cached blocks would starve the other workers on this GPU
+            torch.cuda.empty_cache()
     return {
         "key": cell.key,
         "kind": cell.kind,
         "cached": False,
         "seconds": round(time.perf_counter() - start, 3),
         "error": error,
+        "oom": oom,
     }
 
 

@@ -5,7 +5,9 @@
             `threads` (default: every core). workers=N: N cells side by side, each in a spawned
             process with `threads` torch threads (default: cores // N). Tiny models use many cores
             poorly, so a many-core machine gains from workers; on 2 vCPUs it gains nothing (two
-            1-thread workers train each adapter 1.9-2x slower than one 2-thread cell).
+            1-thread workers train each adapter 1.9-2x slower than one 2-thread cell). A cell that
+            runs out of memory beside the others (N workers share one GPU) is run once more, alone,
+            after the rest of its stage; only if it fails alone too is it a failed cell.
     ray     each cell a Ray task (`--address` for a cluster; a local Ray instance otherwise). Workers
             need the same loraport install and a filesystem shared with the run directory. On a
             GPU device each cell asks Ray for one whole GPU.
@@ -56,10 +58,19 @@ class LocalRunner(Runner):
             return out
         if self.pool is None:
             self.pool = process_pool(self.workers)
-        futures = [self.pool.submit(run_cell, c, store, self.threads) for c in cells]
+        futures = {self.pool.submit(run_cell, c, store, self.threads): c for c in cells}
+        again = []
         try:
             for fut in as_completed(futures):
                 res = fut.result()
+                if res.get("oom"):
+                    again.append(futures[fut])
+                    continue
+                on_done(res)
+                out.append(res)
+            for cell in again:  # the stage's other cells are done: nothing else holds the memory now
+                res = self.pool.submit(run_cell, cell, store, self.threads).result()
+                res["retried_alone"] = True
                 on_done(res)
                 out.append(res)
         except BaseException:
