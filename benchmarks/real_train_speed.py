@@ -84,7 +84,11 @@ def child(base: str, variant: str, task: str, steps: int, batch: int, threads: i
             seconds += dt
             tokens += int(b["attention_mask"].sum())
     # on a GPU the figure that matters is the device's peak allocation, not the host's RSS
-    rss = torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if cuda
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
     return {
         "base": base,
         "variant": variant,

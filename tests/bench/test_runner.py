@@ -123,7 +123,9 @@ def test_run_history_reads_an_older_run_json(tmp_path):
     old = tmp_path / "run.json"
     old.write_text(json.dumps({"seconds": 12.5, "stage_seconds": {"train": 10.0}, "computed": {"train": 3}}))
     (run,) = previous_runs(old)
-    assert run["seconds"] == 12.5 and run["computed"] == {"train": 3} and run["stage_seconds"] == {"train": 10.0}
+    assert (
+        run["seconds"] == 12.5 and run["computed"] == {"train": 3} and run["stage_seconds"] == {"train": 10.0}
+    )
     old.write_text("{not json")
     assert previous_runs(old) == [] and previous_runs(tmp_path / "none.json") == []
 

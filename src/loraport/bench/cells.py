@@ -33,7 +33,14 @@ def run_cell(cell: Cell, store: Store, threads: int | None = None) -> dict[str, 
     hf_logging.disable_progress_bar()
     load_cell_kinds()
     if store.has(cell.kind, cell.key):
-        return {"key": cell.key, "kind": cell.kind, "cached": True, "seconds": 0.0, "error": None, "oom": False}
+        return {
+            "key": cell.key,
+            "kind": cell.kind,
+            "cached": True,
+            "seconds": 0.0,
+            "error": None,
+            "oom": False,
+        }
     # Float results depend on the thread count, so it is set per cell and restored afterwards; the
     # cell computes on the device its key was made for (the plan's).
     device = cell.params.get("device", "cpu")

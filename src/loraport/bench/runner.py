@@ -185,7 +185,11 @@ def run_study(
                         log(
                             f"{kind} {count[0]}/{n} {label}: {res['seconds']:.1f} s "
                             f"(elapsed {time.perf_counter() - start:.0f} s)"
-                            + (" (alone, after running out of memory beside others)" if res.get("retried_alone") else "")
+                            + (
+                                " (alone, after running out of memory beside others)"
+                                if res.get("retried_alone")
+                                else ""
+                            )
                             + (" FAILED" if res["error"] else "")
                         )
                     timings[res["key"]] = res["seconds"]
