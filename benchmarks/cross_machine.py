@@ -25,7 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-from loraport.bench.compare_runs import compare_runs, render
+from loraport.bench.compare_runs import compare_runs, on_shared_tasks, render
+from loraport.bench.store import Store
 
 PATHS = {"native": None, "default": "default"}  # ATEN_CPU_CAPABILITY per kernel path (None: unset)
 
@@ -78,6 +79,11 @@ def main() -> int:
             dirs.append(out / name)
             names.append(f"{name} ({used})")
     a, b = (json.loads((d / "summary.json").read_text()) for d in dirs)
+    records = [Store(d).load_records() for d in dirs]
+    if all(records):  # compare the methods on the tasks both runs count
+        study = json.loads((dirs[0] / "run.json").read_text())["study"]
+        floor = study.get("base_reference", "measured") == "chance"
+        a, b = on_shared_tasks(a, b, *records, study["usable_threshold"], floor)
     cmp = compare_runs(a, b)
     text = "\n".join([*render(cmp, *names), "", *lines]) + "\n"
     out.mkdir(parents=True, exist_ok=True)

@@ -60,3 +60,41 @@ def test_the_script_compares_two_finished_runs(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "Every method reproduces: yes" in (tmp_path / "out" / "cross_machine.md").read_text()
+
+
+def _rec(task, condition, correct, variant=None):
+    r = {"task": task, "condition": condition, "domain": "code", "primary": "exact_match"}
+    r["scorers"] = {"exact_match": {"correct": correct}}
+    if variant:
+        r.update(variant=variant, pool="all", n_anchors=4, seed=0)
+    return r
+
+
+def _records(oracle_b):
+    """Two tasks of 10 items: base 0, oracle 10/10 on t1 and `oracle_b`/10 on t2; the method gets
+    5/10 on t1 and 0/10 on t2."""
+    ones, zeros = [1] * 10, [0] * 10
+    return [
+        _rec("t1", "base_y", zeros),
+        _rec("t1", "oracle_y", ones),
+        _rec("t1", "method", [1] * 5 + [0] * 5, "global_ridge"),
+        _rec("t2", "base_y", zeros),
+        _rec("t2", "oracle_y", [1] * oracle_b + [0] * (10 - oracle_b)),
+        _rec("t2", "method", zeros, "global_ridge"),
+    ]
+
+
+def test_methods_are_compared_on_the_tasks_usable_in_both_runs():
+    from loraport.bench.compare_runs import on_shared_tasks
+    from loraport.bench.metrics import aggregate
+
+    ra, rb = _records(oracle_b=10), _records(oracle_b=1)  # t2 falls under the 0.15 bar in run b
+    own = [aggregate(r, 0.15)[0]["gap_recovered"] for r in (ra, rb)]
+    assert own == [pytest.approx(0.25), pytest.approx(0.5)]  # mean over t1, t2 in a; t1 alone in b
+    a, b = on_shared_tasks(summary(), summary(), ra, rb, 0.15)
+    assert a["aggregated_over"] == b["aggregated_over"] == ["t1"]
+    cmp = compare_runs(a, b)
+    (m,) = cmp["methods"]
+    assert m["a"] == m["b"] == pytest.approx(0.5) and m["reproduces"]
+    md = "\n".join(render(cmp, "native", "default"))
+    assert "over the held-out tasks usable in both runs: t1." in md

@@ -6,7 +6,9 @@ and GPU) gives different floats; a claim made from one run holds only if the oth
     print("\\n".join(render(cmp, "native", "default")))
 
 A method's aggregate gap_recovered *reproduces* when each run's estimate lies inside the other run's
-95% CI. A held-out task is *robustly usable* when, in both runs, its oracle is at least
+95% CI. When the two runs' usable held-out tasks differ, a run's own aggregates average different
+tasks; `on_shared_tasks` recomputes both from their records over the tasks usable in both, so the
+methods are compared on the same tasks (the task table still says which task's usability moved). A held-out task is *robustly usable* when, in both runs, its oracle is at least
 `MIN_POINTS` accuracy points above base Y and (for a choice task) above chance, and the teacher
 (X + X adapter) scores above base Y.
 """
@@ -15,11 +17,37 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MIN_POINTS", "compare_runs", "render"]
+__all__ = ["MIN_POINTS", "compare_runs", "on_shared_tasks", "render"]
 
 #: The least oracle − base (and oracle − chance, for choice tasks) a robustly usable task shows, in
 #: accuracy points.
 MIN_POINTS = 15.0
+
+
+def on_shared_tasks(
+    a: dict[str, Any],
+    b: dict[str, Any],
+    records_a: list[dict[str, Any]],
+    records_b: list[dict[str, Any]],
+    threshold: float,
+    floor: bool = False,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both summaries with their method aggregates recomputed from their records over the held-out
+    tasks usable in both runs (`aggregated_over` names them)."""
+    from loraport.bench.metrics import aggregate, is_control, task_rows
+
+    usable = [
+        {t for t, r in task_rows(recs, threshold, floor).items() if r["usable"]}
+        for recs in (records_a, records_b)
+    ]
+    shared = sorted(usable[0] & usable[1])
+
+    def redo(summary: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+        aggs = aggregate(records, threshold, floor=floor, only=shared)
+        aggs = [r for r in aggs if not is_control(r["variant"])]
+        return {**summary, "aggregates": aggs, "aggregated_over": shared}
+
+    return redo(a, records_a), redo(b, records_b)
 
 
 def _aggregates(summary: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
@@ -83,6 +111,7 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         tasks[t] = {"a": ca, "b": cb, "ok": ca["ok"] and cb["ok"]}
     return {
         "study": _study_name(a),
+        "aggregated_over": a.get("aggregated_over"),
         "methods": methods,
         "all_reproduce": all(m["reproduces"] for m in methods),
         "tasks": tasks,
@@ -96,9 +125,11 @@ def _ci(ci: list[float] | None) -> str:
 
 def render(cmp: dict[str, Any], name_a: str, name_b: str) -> list[str]:
     """Markdown tables of a comparison (runs named `name_a`, `name_b`)."""
-    L = [
-        f"### {cmp['study']}: {name_a} vs {name_b}",
-        "",
+    L = [f"### {cmp['study']}: {name_a} vs {name_b}", ""]
+    if cmp.get("aggregated_over") is not None:
+        shared = ", ".join(cmp["aggregated_over"]) or "none"
+        L += [f"Aggregate gap_recovered over the held-out tasks usable in both runs: {shared}.", ""]
+    L += [
         f"| method | N | pool | {name_a} | 95% CI | {name_b} | 95% CI | difference | reproduces |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

@@ -21,6 +21,7 @@ for base, oracle and method within each task.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -113,11 +114,17 @@ def task_rows(
 
 
 def aggregate(
-    records: list[dict[str, Any]], threshold: float, seed: int = 0, floor: bool = False
+    records: list[dict[str, Any]],
+    threshold: float,
+    seed: int = 0,
+    floor: bool = False,
+    only: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
+    """Per (variant, pool, N): gap_recovered over the usable held-out tasks (those of `only` among
+    them, when given), mean over seeds, with the paired bootstrap CI."""
     base, methods = index(records)
     rows = task_rows(records, threshold, floor)
-    usable = [t for t, r in rows.items() if r["usable"]]
+    usable = [t for t, r in rows.items() if r["usable"] and (only is None or t in only)]
     rng = np.random.default_rng(seed)
     out = []
     for (variant, pool, n_anchors), by_task in sorted(methods.items()):
