@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import inspect
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -12,10 +11,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from loraport.device import module_device
 from loraport.models.chat import chat_format
-from loraport.train.loss import logits_at
-
-#: The shortest common prefix worth a cache of its own (shorter ones are recomputed per row).
-MIN_SHARED_PREFIX = 32
+from loraport.train.loss import MIN_SHARED_PREFIX, cache_arg, logits_at, returned_cache
 
 
 def shared_prefix_length(encoded: Sequence[Sequence[int]]) -> int:
@@ -35,18 +31,10 @@ def shared_prefix_length(encoded: Sequence[Sequence[int]]) -> int:
     return n
 
 
-def _cache_arg(model: torch.nn.Module) -> str:
-    """The name transformers gives the key/value cache argument (`cache` from v5 on, before that
-    `past_key_values`, which v5 still takes with a deprecation warning)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-
-
 def _prefill(model: torch.nn.Module, head: Sequence[int], device):
     """The key/value cache of `head` (one row), for generate() to continue from."""
     ids = torch.tensor([list(head)], dtype=torch.long, device=device)
-    out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
-    return next(out[k] for k in ("cache", "past_key_values") if k in out)
+    return returned_cache(model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True))
 
 
 @lru_cache(maxsize=8)
@@ -119,7 +107,7 @@ def generate(
     shared = shared_prefix_length(encoded) if share_prefix else 0
     head = encoded[0][:shared] if shared else []
     prefix_cache = _prefill(model, head, device) if shared else None
-    cache_arg = _cache_arg(model) if shared else None
+    cache_key = cache_arg(model) if shared else None
     for lo in range(0, len(order), batch):
         rows = order[lo : lo + batch]
         width = max(len(encoded[i]) for i in rows)
@@ -136,7 +124,7 @@ def generate(
         if prefix_cache is not None:
             cache = copy.deepcopy(prefix_cache)
             cache.batch_repeat_interleave(len(rows))
-            extra[cache_arg] = cache
+            extra[cache_key] = cache
         gen = model.generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),

@@ -6,10 +6,17 @@ a step's compute; `answer_loss` runs the decoder, keeps the hidden states whose 
 label, and applies the head (and the model's logit soft-capping, where it has one) to those alone.
 The loss is the same mean token cross-entropy as transformers' own (`ForCausalLMLoss`), up to float
 rounding: tests compare the two.
+
+Few-shot prompts share their shots: every row of a batch starts with the same tokens. Where those
+are at least MIN_SHARED_PREFIX tokens (and hold no labelled token), the decoder runs them once, as
+one row, and every row continues from a copy of that key/value cache; gradients flow back through
+the copies into the one prefix pass. The loss and its gradients are those of the full rows, up to
+float rounding (tests compare them), at a fraction of the compute when the shots are most of a row.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +26,8 @@ import torch.nn.functional as F
 
 #: Vocabulary size from which `answer_logits=None` (auto) computes the head at answer positions only.
 LARGE_VOCAB = 32768
+#: The shortest common prefix worth a key/value cache of its own (shorter ones are recomputed per row).
+MIN_SHARED_PREFIX = 32
 
 
 def causal_lm(model: torch.nn.Module) -> Any:
@@ -46,32 +55,87 @@ def use_answer_loss(model: torch.nn.Module, setting: bool | None) -> bool:
     return head.out_features >= LARGE_VOCAB
 
 
+def cache_arg(model: torch.nn.Module) -> str:
+    """The name transformers gives a forward's key/value cache argument (`cache` from v5 on, before
+    that `past_key_values`, which v5 still takes with a deprecation warning)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def returned_cache(out: Any) -> Any:
+    """The key/value cache a forward with use_cache=True returned."""
+    return next(out[k] for k in ("cache", "past_key_values") if k in out)
+
+
+def shared_prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None) -> int:
+    """Tokens at the start of every row of a right-padded batch that all rows share, unpadded, and
+    that predict no labelled token (each row keeps at least one token of its own); 0 when that is
+    under MIN_SHARED_PREFIX or the batch has one row."""
+    if input_ids.shape[0] < 2:
+        return 0
+    same = ((input_ids == input_ids[:1]) & (attention_mask == 1)).all(0)
+    differs = (~same).nonzero()
+    n = int(differs[0]) if len(differs) else same.numel()
+    n = min(n, int(attention_mask.sum(1).min()) - 1)
+    if labels is not None:
+        cols = (labels[:, 1:] != -100).nonzero(as_tuple=True)[1]
+        if len(cols):
+            n = min(n, int(cols.min()))
+    return n if n >= MIN_SHARED_PREFIX else 0
+
+
+def _hidden(lm: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix: int) -> torch.Tensor:
+    """The decoder's last hidden states at positions prefix.. of every row; the first `prefix`
+    positions (shared by all rows) computed once and continued from copies of their cache."""
+    if not prefix:
+        return lm.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    head = input_ids[:1, :prefix]
+    cache = returned_cache(lm.model(input_ids=head, attention_mask=torch.ones_like(head), use_cache=True))
+    cache.batch_repeat_interleave(input_ids.shape[0])
+    rest = lm.model(
+        input_ids=input_ids[:, prefix:],
+        attention_mask=attention_mask,
+        use_cache=True,
+        **{cache_arg(lm.model): cache},
+    )
+    return rest.last_hidden_state
+
+
 def logits_at(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     rows: torch.Tensor,
     cols: torch.Tensor,
+    prefix: int = 0,
 ) -> torch.Tensor:
     """The model's logits at positions (rows[j], cols[j]) only: the decoder's hidden states there
     through the output layer (and the model's logit soft-capping, where it has one). Models without
-    the decoder + head layout (`supports_answer_loss`) get their full forward, then the selection."""
+    the decoder + head layout (`supports_answer_loss`) get their full forward, then the selection.
+    `prefix` (see `shared_prefix`; every col at or after it): the rows' common first tokens are
+    computed once."""
     if not supports_answer_loss(model):
         return model(input_ids=input_ids, attention_mask=attention_mask).logits[rows, cols]
     lm = causal_lm(model)
-    hidden = lm.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-    logits = lm.get_output_embeddings()(hidden[rows, cols])
+    hidden = _hidden(lm, input_ids, attention_mask, prefix)
+    logits = lm.get_output_embeddings()(hidden[rows, cols - prefix])
     cap = getattr(lm.config, "final_logit_softcapping", None)
     return torch.tanh(logits / cap) * cap if cap else logits
 
 
 def answer_loss(
-    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    labels: torch.Tensor,
+    share_prefix: bool = True,
 ) -> torch.Tensor:
     """Mean cross-entropy of the labelled tokens (labels −100 elsewhere), with the output layer
-    computed only at the positions that predict a labelled token."""
+    computed only at the positions that predict a labelled token (and a prefix every row shares
+    computed once, with `share_prefix`)."""
     rows, cols = (labels[:, 1:] != -100).nonzero(as_tuple=True)
-    logits = logits_at(model, input_ids, attention_mask, rows, cols)
+    prefix = shared_prefix(input_ids, attention_mask, labels) if share_prefix else 0
+    logits = logits_at(model, input_ids, attention_mask, rows, cols, prefix)
     return F.cross_entropy(logits.float(), labels[rows, cols + 1])
 
 
@@ -86,7 +150,8 @@ def weighted_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tor
     one weight per label position). With every w_t = 1 it is the mean token cross-entropy."""
     labels, w = batch["labels"], batch["weights"]
     rows, cols = (labels[:, 1:] != -100).nonzero(as_tuple=True)
-    logits = logits_at(model, batch["input_ids"], batch["attention_mask"], rows, cols)
+    prefix = shared_prefix(batch["input_ids"], batch["attention_mask"], labels)
+    logits = logits_at(model, batch["input_ids"], batch["attention_mask"], rows, cols, prefix)
     ce = F.cross_entropy(logits.float(), labels[rows, cols + 1], reduction="none")
     return (ce * w[rows, cols + 1]).sum() / len(ce)
 
