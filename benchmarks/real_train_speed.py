@@ -5,8 +5,12 @@ Three variants per base, each in a fresh subprocess (so peak RSS is its own), al
 (LoRA r=16 on all 7 projections, batch 8, AdamW, each model's chat format (auto: its own template, raw for Gemma-3-270M), the task's training items):
 
   plain    model(**batch).loss: logits over the whole sequence and vocabulary, seeded random batches
-  answer   loraport's answer-position loss (`loraport.train.loss.answer_loss`), the same batches
-  recipe   answer-position loss + length bucketing (`Recipe(answer_logits=True, bucket=True)`)
+  answer   loraport's answer-position loss (`loraport.train.loss.answer_loss`), the same batches,
+           every row computed in full
+  prefix   the same loss with the batch's shared prefix (a few-shot task's shots, a chat template's
+           system turn) computed once, the same batches
+  recipe   answer-position loss with the shared prefix + length bucketing (`Recipe(answer_logits=True,
+           bucket=True)`): what `loraport train` does
 
 Reported: optimiser steps/s, tokens/s (non-padding tokens, the figure the target is stated in), peak
 RSS, and the largest difference between the plain and answer losses on the same batches (the same
@@ -15,6 +19,7 @@ loss, so it should be float noise). The first step of each variant is a warm-up 
     python benchmarks/real_train_speed.py                       # both real bases, 12 timed steps
     python benchmarks/real_train_speed.py --bases gemma3-270m --steps 20 --json out.json
     python benchmarks/real_train_speed.py --device cuda --steps 20   # on a GPU: peak is GPU memory
+    python benchmarks/real_train_speed.py --task code_cond_arith@2shot  # few-shot rows: the prefix counts
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import sys
 import time
 
 BASES = ["smollm2-135m-instruct", "gemma3-270m"]
-VARIANTS = ["plain", "answer", "recipe"]
+VARIANTS = ["plain", "answer", "prefix", "recipe"]
 
 
 def child(base: str, variant: str, task: str, steps: int, batch: int, threads: int, device: str) -> dict:
@@ -44,7 +49,7 @@ def child(base: str, variant: str, task: str, steps: int, batch: int, threads: i
     torch.set_num_threads(threads)
     model, tok, _ = load_model(base, device=device)
     items = resolve_task(task).items("train", (steps + 1) * batch, seed=0)
-    examples = encode_examples(tok, items, 256, task)
+    examples = encode_examples(tok, items, 320, task)  # the real study's max_length
     torch.manual_seed(0)
     config = LoraConfig(
         r=16, lora_alpha=32, target_modules=list(default_targets(model.config)), task_type="CAUSAL_LM"
@@ -71,7 +76,8 @@ def child(base: str, variant: str, task: str, steps: int, batch: int, threads: i
         if variant == "plain":
             loss = peft(**b).loss
         else:
-            loss = answer_loss(peft, b["input_ids"], b["attention_mask"], b["labels"])
+            share = variant != "answer"
+            loss = answer_loss(peft, b["input_ids"], b["attention_mask"], b["labels"], share_prefix=share)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -145,7 +151,7 @@ def main() -> None:
             r = by[v]
             dl = (
                 max(abs(x - y) for x, y in zip(r["losses"], plain["losses"], strict=True))
-                if v == "answer"
+                if v in ("answer", "prefix")
                 else None
             )
             print(
