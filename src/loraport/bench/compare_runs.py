@@ -8,9 +8,11 @@ and GPU) gives different floats; a claim made from one run holds only if the oth
 A method's aggregate gap_recovered *reproduces* when each run's estimate lies inside the other run's
 95% CI. When the two runs' usable held-out tasks differ, a run's own aggregates average different
 tasks; `on_shared_tasks` recomputes both from their records over the tasks usable in both, so the
-methods are compared on the same tasks (the task table still says which task's usability moved). A held-out task is *robustly usable* when, in both runs, its oracle is at least
-`MIN_POINTS` accuracy points above base Y and (for a choice task) above chance, and the teacher
-(X + X adapter) scores above base Y.
+methods are compared on the same tasks (the task table still says which task's usability moved).
+
+A held-out task is *robustly usable* when, in both runs, its oracle is at least `MIN_POINTS`
+accuracy points above base Y and (for a choice task) above chance, and the teacher (X + X adapter)
+scores above base Y.
 """
 
 from __future__ import annotations
