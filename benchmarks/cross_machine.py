@@ -82,8 +82,7 @@ def main() -> int:
     records = [Store(d).load_records() for d in dirs]
     if all(records):  # compare the methods on the tasks both runs count
         study = json.loads((dirs[0] / "run.json").read_text())["study"]
-        floor = study.get("base_reference", "measured") == "chance"
-        a, b = on_shared_tasks(a, b, *records, study["usable_threshold"], floor)
+        a, b = on_shared_tasks(a, b, *records, study)
     cmp = compare_runs(a, b)
     text = "\n".join([*render(cmp, *names), "", *lines]) + "\n"
     out.mkdir(parents=True, exist_ok=True)

@@ -91,7 +91,7 @@ def test_methods_are_compared_on_the_tasks_usable_in_both_runs():
     ra, rb = _records(oracle_b=10), _records(oracle_b=1)  # t2 falls under the 0.15 bar in run b
     own = [aggregate(r, 0.15)[0]["gap_recovered"] for r in (ra, rb)]
     assert own == [pytest.approx(0.25), pytest.approx(0.5)]  # mean over t1, t2 in a; t1 alone in b
-    a, b = on_shared_tasks(summary(), summary(), ra, rb, 0.15)
+    a, b = on_shared_tasks(summary(), summary(), ra, rb, {"usable_threshold": 0.15})
     assert a["aggregated_over"] == b["aggregated_over"] == ["t1"]
     cmp = compare_runs(a, b)
     (m,) = cmp["methods"]

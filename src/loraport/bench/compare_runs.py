@@ -31,13 +31,14 @@ def on_shared_tasks(
     b: dict[str, Any],
     records_a: list[dict[str, Any]],
     records_b: list[dict[str, Any]],
-    threshold: float,
-    floor: bool = False,
+    study: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Both summaries with their method aggregates recomputed from their records over the held-out
-    tasks usable in both runs (`aggregated_over` names them)."""
-    from loraport.bench.metrics import aggregate, is_control, task_rows
+    tasks usable in both runs (`aggregated_over` names them), by the study's (its spec as a dict,
+    as run.json keeps it) usable threshold and base reference."""
+    from loraport.bench.metrics import aggregate, floors_at_chance, is_control, task_rows
 
+    threshold, floor = study["usable_threshold"], floors_at_chance(study)
     usable = [
         {t for t, r in task_rows(recs, threshold, floor).items() if r["usable"]}
         for recs in (records_a, records_b)

@@ -69,6 +69,12 @@ def index(records: list[dict[str, Any]]):
     return base, methods
 
 
+def floors_at_chance(study: dict[str, Any]) -> bool:
+    """Whether a study (its spec as a dict) measures gaps from at least chance on choice tasks
+    (`base_reference: chance`), the `floor` of task_rows and aggregate."""
+    return study.get("base_reference", "measured") == "chance"
+
+
 def why_unusable(gap: float | None, threshold: float) -> str | None:
     """None for a usable task, else the reason it is excluded from aggregates."""
     if gap is None:

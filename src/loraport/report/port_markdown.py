@@ -11,7 +11,7 @@ from collections import defaultdict
 from typing import Any
 
 from loraport.bench.answers import describe_flag
-from loraport.bench.metrics import is_control
+from loraport.bench.metrics import floors_at_chance, is_control
 from loraport.report.choice import choice_section
 from loraport.report.cost_curve import cost_curve_section
 from loraport.report.tables import coverage, family_table, method_accuracies, task_order, variant_order
@@ -41,7 +41,7 @@ def _history(meta) -> str:
 
 def _reference_line(study) -> str:
     """Which base Y the gaps are measured from (the study's base_reference)."""
-    if study.get("base_reference", "measured") == "chance":
+    if floors_at_chance(study):
         return (
             "Base Y reference: on choice tasks, at least chance (`base_reference: chance`): base Y that "
             "never names a parseable letter scores 0, so a port that learned only the answer format "

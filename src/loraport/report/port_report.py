@@ -20,6 +20,7 @@ from loraport.bench.metrics import (
     aggregate,
     control_rows,
     costs,
+    floors_at_chance,
     is_control,
     parse_failures,
     task_rows,
@@ -37,7 +38,7 @@ def port_report(run_dir: Path, meta: dict[str, Any], records: list[dict[str, Any
     modes."""
     study = meta["study"]
     threshold = study["usable_threshold"]
-    floor = study.get("base_reference", "measured") == "chance"
+    floor = floors_at_chance(study)
     tasks = task_rows(records, threshold, floor)
     full = aggregate(records, threshold, floor=floor)
     agg = [r for r in full if not is_control(r["variant"])]

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from loraport.bench.metrics import floors_at_chance
 from loraport.report.headline import best_minus_mean_points
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -142,7 +143,7 @@ def _study_section(folder: str, s: dict[str, Any]) -> list[str]:
         f"per task, usable when oracle − base ≥ {100 * st['usable_threshold']:g} points"
         + (
             " (base Y counted as at least chance on choice tasks: `base_reference: chance`). "
-            if st.get("base_reference") == "chance"
+            if floors_at_chance(st)
             else ". "
         )
         + provenance_line(folder, prov),
