@@ -32,15 +32,9 @@ def run_cell(cell: Cell, store: Store, threads: int | None = None) -> dict[str, 
 
     hf_logging.disable_progress_bar()
     load_cell_kinds()
+    result = {"key": cell.key, "kind": cell.kind, "cached": True, "seconds": 0.0, "error": None, "oom": False}
     if store.has(cell.kind, cell.key):
-        return {
-            "key": cell.key,
-            "kind": cell.kind,
-            "cached": True,
-            "seconds": 0.0,
-            "error": None,
-            "oom": False,
-        }
+        return result
     # Float results depend on the thread count, so it is set per cell and restored afterwards; the
     # cell computes on the device its key was made for (the plan's).
     device = cell.params.get("device", "cpu")
@@ -58,8 +52,7 @@ def run_cell(cell: Cell, store: Store, threads: int | None = None) -> dict[str, 
         if device.startswith("cuda"):  # cached blocks would starve the other workers on this GPU
             torch.cuda.empty_cache()
     return {
-        "key": cell.key,
-        "kind": cell.kind,
+        **result,
         "cached": False,
         "seconds": round(time.perf_counter() - start, 3),
         "error": error,
