@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -59,7 +60,13 @@ def cache_arg(model: torch.nn.Module) -> str:
     """The name transformers gives a forward's key/value cache argument (`cache` from v5 on, before
     that `past_key_values`, which v5 still takes with a deprecation warning)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    return _cache_arg_of(type(base))
+
+
+@lru_cache(maxsize=32)
+def _cache_arg_of(cls: type) -> str:
+    """cache_arg by model class: the signature is read once, not at every training step."""
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
 
 
 def returned_cache(out: Any) -> Any:
