@@ -167,11 +167,9 @@ def _spy_cache(model, monkeypatch) -> list[bool]:
     return seen
 
 
-@pytest.mark.parametrize("which", ["x", "y", "gemma3"])
-def test_shared_prefix_generation_equals_full_prompts(mini_zoo, tmp_path, monkeypatch, which):
-    """Few-shot prompts share their shots: generating from one cached prefix gives the texts that
-    full prompts give (byte-level Qwen2 X, BPE Llama Y, and Gemma-3 with a sliding window shorter
-    than the prompts), in batches of uneven length."""
+def _prefix_model(which, mini_zoo, tmp_path):
+    """A zoo model and tokenizer, or (`gemma3`) a tiny Gemma-3 whose sliding window (24) is shorter
+    than a two-shot prompt, read with the zoo's Y tokenizer."""
     if which == "gemma3":
         from loraport.models import load_tokenizer
 
@@ -189,8 +187,17 @@ def test_shared_prefix_generation_equals_full_prompts(mini_zoo, tmp_path, monkey
         )
         model, _, _ = load_model(folder)
         tok = load_tokenizer(mini_zoo["y"])
-    else:
-        model, tok, _ = load_model(mini_zoo[which])
+        return model, tok
+    model, tok, _ = load_model(mini_zoo[which])
+    return model, tok
+
+
+@pytest.mark.parametrize("which", ["x", "y", "gemma3"])
+def test_shared_prefix_generation_equals_full_prompts(mini_zoo, tmp_path, monkeypatch, which):
+    """Few-shot prompts share their shots: generating from one cached prefix gives the texts that
+    full prompts give (byte-level Qwen2 X, BPE Llama Y, and Gemma-3 with a sliding window shorter
+    than the prompts), in batches of uneven length."""
+    model, tok = _prefix_model(which, mini_zoo, tmp_path)
     prompts = [it.prompt for it in get_task("math_add@2shot").items("eval", 7)]
     assert shared_prefix_length(tok(prompts, add_special_tokens=False)["input_ids"]) >= 32
     full = generate(model, tok, prompts, max_new_tokens=10, batch=3, share_prefix=False)
@@ -198,3 +205,27 @@ def test_shared_prefix_generation_equals_full_prompts(mini_zoo, tmp_path, monkey
     shared = generate(model, tok, prompts, max_new_tokens=10, batch=3)
     assert any(full)  # the models say something, so equal texts mean something
     assert seen == [True, True, True] and shared == full
+
+
+@pytest.mark.parametrize("which", ["x", "y", "gemma3"])
+def test_shared_prefix_loglik_equals_full_rows(mini_zoo, tmp_path, monkeypatch, which):
+    """Log-likelihoods of answers after two-shot contexts: with the shots run once and continued
+    from their cache, the same sums and token counts as full rows, in batches of uneven length."""
+    from loraport.train import loss
+
+    model, tok = _prefix_model(which, mini_zoo, tmp_path)
+    items = get_task("math_add@2shot").items("eval", 5)
+    pairs = [(it.prompt, " " + a) for it in items for a in (it.answer, it.answer + "1", "7")]
+    full = continuation_logprobs(model, tok, pairs, batch=4, share_prefix=False)
+    prefixes: list[int] = []
+    real = loss._hidden
+
+    def spy(lm, ids, mask, prefix):
+        prefixes.append(prefix)
+        return real(lm, ids, mask, prefix)
+
+    monkeypatch.setattr(loss, "_hidden", spy)
+    shared = continuation_logprobs(model, tok, pairs, batch=4)
+    assert len(prefixes) == 4 and min(prefixes) >= 32
+    for (a, na), (b, nb) in zip(full, shared, strict=True):
+        assert na == nb and b == pytest.approx(a, abs=1e-3)

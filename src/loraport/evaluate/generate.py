@@ -11,7 +11,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from loraport.device import module_device
 from loraport.models.chat import chat_format
-from loraport.train.loss import MIN_SHARED_PREFIX, cache_arg, logits_at, returned_cache
+from loraport.train.loss import MIN_SHARED_PREFIX, cache_arg, logits_at, returned_cache, shared_prefix
 
 
 def shared_prefix_length(encoded: Sequence[Sequence[int]]) -> int:
@@ -159,10 +159,15 @@ def continuation_logprobs(
     pairs: Sequence[tuple[str, str]],
     *,
     batch: int = 64,
+    share_prefix: bool = True,
 ) -> list[tuple[float, int]]:
     """(sum of log-probabilities, number of tokens) of each continuation given its context.
     Context and continuation are tokenized separately and joined, as in training; under a chat
-    format the context is the user turn and the continuation (without leading spaces) the answer."""
+    format the context is the user turn and the continuation (without leading spaces) the answer.
+
+    `share_prefix`: the first tokens that every context of a batch shares (a few-shot task's shots,
+    at least MIN_SHARED_PREFIX of them) run once, and each row continues from a copy of their
+    cache; the same numbers as full rows up to float rounding (tests compare them)."""
     fmt = chat_format(tokenizer)
     ctx = tokenizer([fmt.render(c) for c, _ in pairs], add_special_tokens=False)["input_ids"]
     conts = [x.lstrip() if fmt.active else x for _, x in pairs]
@@ -188,7 +193,12 @@ def continuation_logprobs(
             rows += [r] * n_cont
             cols += range(n_ctx - 1, n_ctx - 1 + n_cont)
         rows_t, cols_t = torch.tensor(rows, device=device), torch.tensor(cols, device=device)
-        logp = torch.log_softmax(logits_at(model, ids, mask, rows_t, cols_t).float(), dim=-1)
+        prefix = 0
+        if share_prefix:
+            prefix = min(shared_prefix(ids, mask, None), min(len(ctx[i]) for i in range(lo, lo + len(seqs))) - 1)
+            prefix = prefix if prefix >= MIN_SHARED_PREFIX else 0
+        logits = logits_at(model, ids, mask, rows_t, cols_t, prefix=prefix)
+        logp = torch.log_softmax(logits.float(), dim=-1)
         tok = logp[torch.arange(len(rows), device=device), ids[rows_t, cols_t + 1]]
         start = 0
         for r in range(len(seqs)):
