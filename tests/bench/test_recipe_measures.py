@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loraport.bench.recipe_metrics import index, loss_index, oracle_vs_port, quant_tax
+from loraport.bench.recipe_metrics import bpb_index, deltas, index, loss_index, oracle_vs_port, quant_tax
 from loraport.bench.recipe_predict import MIN_UNITS, correlation, predicts_sign, predicts_tax
 from loraport.report.recipe_measures_report import QAT, claims
 
@@ -45,6 +45,40 @@ def test_the_loss_tax_is_quantized_minus_full_precision_nll():
     rows = {r["regularizer"]: r for r in quant_tax(loss_index(recs, losses), ["int4_sym_row"])}
     assert rows["none"]["tax"]["delta"] == pytest.approx(0.25)
     assert rows["none"]["tax"]["ci"][0] == pytest.approx(0.25) and rows["base"]["tax"] is None
+
+
+def test_bits_per_byte_deltas_flag_a_sign_change_only_outside_both_cis():
+    """A regularizer that lowers X's loss by 20 mBPB and raises Y's by 30 is a sign change; one
+    whose X shift is noise around zero is not distinguishable, whatever its swing."""
+    rng = np.random.default_rng(1)
+    ids = [f"i{k:03d}" for k in range(N)]
+    ones = np.ones(N, int)
+    recs, losses = [], {}
+    shifts = {"clear": (-0.02, 0.03), "noisy": (0.0, 0.03)}
+    for side in ("x", "y"):
+        base = rng.uniform(0.5, 1.5, N)
+        recs.append(_rec(f"none_{side}", "none", side, None, ones))
+        losses[f"none_{side}"] = {"ids": ids, "nll": base.tolist(), "bpb": base.tolist()}
+        for reg, (dx, dy) in shifts.items():
+            shift = dx if side == "x" else dy
+            noise = rng.normal(0, 0.05 if reg == "noisy" and side == "x" else 0.002, N)
+            recs.append(_rec(f"{reg}_{side}", reg, side, None, ones))
+            losses[f"{reg}_{side}"] = {
+                "ids": ids,
+                "nll": base.tolist(),
+                "bpb": (base + shift + noise).tolist(),
+            }
+    rows = {r["regularizer"]: r for r in deltas(bpb_index(recs, losses))}
+    clear = rows["clear"]
+    assert clear["x"]["delta"] == pytest.approx(-20, abs=1) and clear["y"]["delta"] == pytest.approx(
+        30, abs=1
+    )
+    assert clear["verdict"] == "sign change" and clear["swing"] == pytest.approx(50, abs=2)
+    assert rows["noisy"]["verdict"] == "not distinguishable"
+    assert rows["noisy"]["why"] == "the CI on X includes zero"
+    # measures from before bits per byte: no index, so no rows
+    old = {k: {"ids": v["ids"], "nll": v["nll"]} for k, v in losses.items()}
+    assert deltas(bpb_index(recs, old)) == []
 
 
 def _port_study(port_loss: float) -> list[dict]:

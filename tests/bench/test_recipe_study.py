@@ -4,6 +4,7 @@ detection on constructed records, and a tiny version run end to end on the mini 
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -295,8 +296,7 @@ def test_measures_add_the_loss_tax_the_diagnostics_and_their_correlations(tiny_r
     shutil.copytree(tiny_run[0], run)
     out = measure_recipe_run(run, threads=1, log=lambda s: None)
     records = {r["name"]: r for r in (json.loads(p.read_text()) for p in (run / "records").glob("*.json"))}
-    on_y = {n for n, r in records.items() if r["side"] == "y" or r["side"].startswith("port ")}
-    assert set(out["loss"]) == on_y  # the base alone, Y adapters and ports, every scheme
+    assert set(out["loss"]) == set(records)  # every base alone, adapter and port; Y under every scheme
     fp = {n for n, r in records.items() if r["condition"] in ("adapter", "port") and r["scheme"] is None}
     assert set(out["adapters"]) == fp  # X and Y adapters and the ports
 
@@ -311,6 +311,14 @@ def test_measures_add_the_loss_tax_the_diagnostics_and_their_correlations(tiny_r
     lps = continuation_logprobs(model.eval(), tok, [(it.prompt, it.completion()) for it in items])
     assert out["loss"][name]["ids"] == [it.id for it in items]
     assert out["loss"][name]["nll"] == pytest.approx([-s / k for s, k in lps], abs=1e-5)
+    # bits per byte: the summed nats over ln 2 · the completion's bytes, on X's byte-level tokenizer
+    x_name = "math_sum_more__l2_delta__s0__x"
+    x_model, x_tok, _ = load_model(json.loads((run / "run.json").read_text())["study"]["source"])
+    merge_adapter(x_model, run / records[x_name]["provenance"]["adapter"])
+    pairs = [(it.prompt, it.completion()) for it in items]
+    x_lps = continuation_logprobs(x_model.eval(), x_tok, pairs)
+    bpb = [-s / (math.log(2) * len(c.encode())) for (s, _), (_, c) in zip(x_lps, pairs, strict=True)]
+    assert out["loss"][x_name]["bpb"] == pytest.approx(bpb, abs=1e-5)
     fp_nll = out["loss"]["math_sum_more__l2_delta__s0__y"]["nll"]
     assert fp_nll != pytest.approx(out["loss"][name]["nll"], abs=1e-6)  # quantizing changed the loss
 
@@ -333,11 +341,20 @@ def test_measures_add_the_loss_tax_the_diagnostics_and_their_correlations(tiny_r
     assert all(r["tax"]["items"] == 12 for r in taxes.values())
     assert taxes[("l2_delta", "gguf_q8_0")]["vs_none"] is not None
     assert len(summary["port_loss_tax"]["port mean N=2"]) == 3 * len(TINY["schemes"])
+    bpb = {r["regularizer"]: r for r in summary["bpb_deltas"]}
+    assert set(bpb) == {"fake_quant", "l2_delta"} and all(
+        r["x"]["items"] == r["y"]["items"] == 12 for r in bpb.values()
+    )
     preds = summary["predictors"]
     assert {p["outcome"] for p in preds} == {"quant tax (accuracy)", "quant tax (loss)", "cross-base swing"}
     assert all(p["verdict"] == "not computed" for p in preds)  # 3 adapters, 2 regularizers: too few
     report = (run / "report.md").read_text()
-    for section in ("## Loss tax on Y", "## Mechanistic checks", "## Do the diagnostics predict"):
+    for section in (
+        "## Regularizer effect per base in bits per byte",
+        "## Loss tax on Y",
+        "## Mechanistic checks",
+        "## Do the diagnostics predict",
+    ):
         assert section in report
     for fig in ("recipe_loss_tax.png", "recipe_depth.png", "recipe_pca.png"):
         assert (run / "figures" / fig).stat().st_size > 0 and f"figures/{fig}" in report

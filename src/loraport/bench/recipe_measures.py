@@ -7,11 +7,15 @@ and their correlations need, as `recipe_measures.json` in the run folder, then r
 The report reads that file when it is there (so `loraport report` rebuilds from it, as from the
 records) and says where it is not.
 
-- "loss": per record on Y (the base alone, each Y adapter, each port; full precision and every
-  scheme) each of the first LOSS_ITEMS eval items' mean token negative log-likelihood of its
-  reference completion after its prompt (evaluate.continuation_logprobs, tokenized as in training), on the base quantized exactly
-  as the record's eval cell quantized it (bench.quant_eval.quantized_base: same scheme, same
-  calibration items), with the adapter merged in full precision.
+- "loss": per record on every base (the base alone, each adapter trained on it, each port; on Y
+  in full precision and every scheme, on X and the tiers in full precision) each of the first
+  LOSS_ITEMS eval items' mean token negative log-likelihood of its reference completion after its
+  prompt ("nll", evaluate.continuation_logprobs, tokenized as in training) and the same loss in
+  bits per UTF-8 byte of the completion ("bpb": the summed nats / (ln 2 · bytes)), which does
+  not depend on the tokenizer, so X (bytes) and Y (BPE) are on one scale, as the reference study's
+  mBPB. Y's quantized records are scored on the base quantized exactly as their eval cell
+  quantized it (bench.quant_eval.quantized_base: same scheme, same calibration items), with the
+  adapter merged in full precision.
 - "adapters": per full-precision adapter record (every train cell on X and Y, every port): the ΔW
   spectrum over its modules (mean effective rank, stable rank and top-k energy share; ‖ΔW‖_F of all
   modules together), ‖ΔW‖_F per layer (roles pooled), linear CKA between the base's and the adapted
@@ -44,9 +48,13 @@ LOSS_ITEMS = 100
 CKA_TEXTS = 16
 
 
-def on_y(record: dict[str, Any]) -> bool:
-    """A record scored on Y: the base alone or an adapter trained on Y, or a port."""
-    return record["side"] == "y" or record["side"].startswith("port ")
+def base_of(study: dict[str, Any], side: str) -> str:
+    """The base a record of `side` is scored on: X, Y (its adapters and the ports) or a tier."""
+    if side == "x":
+        return study["source"]
+    if side.startswith("tier"):
+        return study["tiers"][int(side[4:])]
+    return study["target"]
 
 
 def _adapter_dir(run_dir: Path, store: Store, record: dict[str, Any]) -> Path | None:
@@ -83,7 +91,7 @@ def _eval_items(task: str, n: int, seed: int) -> list[Any]:
 
 
 def losses(run_dir: Path, study: dict[str, Any], records: list[dict[str, Any]], store: Store, factors, log):
-    """Record name -> {"ids", "nll"} for every record on Y with its adapter present."""
+    """Record name -> {"ids", "nll", "bpb"} for every record with its adapter present (or a base)."""
     from loraport.bench.quant_eval import quantized_base
     from loraport.diagnostics import merged
     from loraport.evaluate import continuation_logprobs
@@ -95,26 +103,29 @@ def losses(run_dir: Path, study: dict[str, Any], records: list[dict[str, Any]], 
         items = _eval_items(task, n, seed)[:LOSS_ITEMS]
         pairs = [(it.prompt, it.completion()) for it in items]
         ids = [it.id for it in items]
-        for scheme in [None, *study.get("schemes", [])]:
-            todo = []
-            for r in records:
-                if r["task"] != task or r.get("scheme") != scheme or not on_y(r) or "missing" in r:
-                    continue
-                path = None if r["condition"] == "base" else _adapter_dir(run_dir, store, r)
-                if r["condition"] == "base" or path is not None:
-                    todo.append((r["name"], path))
-            if not todo:
+        bits = [math.log(2) * max(len(c.encode("utf-8")), 1) for _, c in pairs]
+        groups: dict[tuple[str, str | None], list[tuple[str, Path | None]]] = {}
+        for r in records:
+            if r["task"] != task or "missing" in r:
                 continue
+            path = None if r["condition"] == "base" else _adapter_dir(run_dir, store, r)
+            if r["condition"] == "base" or path is not None:
+                groups.setdefault((base_of(study, r["side"]), r.get("scheme")), []).append((r["name"], path))
+        for (base, scheme), todo in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
             if scheme is None:
-                model, tok, _ = load_model(study["target"])
+                model, tok, _ = load_model(base)
             else:
-                model, tok, _, _ = quantized_base(study["target"], task, scheme, CALIBRATION, n, seed)
+                model, tok, _, _ = quantized_base(base, task, scheme, CALIBRATION, n, seed)
             model.eval()
             for name, path in todo:
                 with merged(model, factors(path) if path is not None else {}):
                     lps = continuation_logprobs(model, tok, pairs)
-                out[name] = {"ids": ids, "nll": [round(-s / max(k, 1), 6) for s, k in lps]}
-            log(f"loss: {task} [{scheme or 'full precision'}] {len(todo)} conditions")
+                out[name] = {
+                    "ids": ids,
+                    "nll": [round(-s / max(k, 1), 6) for s, k in lps],
+                    "bpb": [round(-s / b, 6) for (s, _), b in zip(lps, bits, strict=True)],
+                }
+            log(f"loss: {task} on {base} [{scheme or 'full precision'}] {len(todo)} conditions")
     return out
 
 

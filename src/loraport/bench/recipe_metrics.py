@@ -217,19 +217,36 @@ def waterfall(idx: dict, schemes: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def _measure_index(
+    records: list[dict[str, Any]], losses: dict[str, dict[str, list]], key: str, factor: float
+) -> dict[tuple, Any]:
+    """index()'s layout over one per-item measure of bench.recipe_measures, times `factor`."""
+    out: dict[tuple, dict[str, dict[int, np.ndarray]]] = defaultdict(lambda: defaultdict(dict))
+    for r in records:
+        row = losses.get(r["name"])
+        if row is None or key not in row:
+            continue
+        order = np.argsort(row["ids"], kind="stable")
+        who = "base" if r["condition"] == "base" else r["regularizer"]
+        out[(who, r["side"], r.get("scheme"))][r["task"]][r.get("seed", 0)] = (
+            factor * np.asarray(row[key])[order]
+        )
+    return out
+
+
 def loss_index(records: list[dict[str, Any]], losses: dict[str, dict[str, list]]) -> dict[tuple, Any]:
     """index()'s layout over the per-item losses of bench.recipe_measures, as the *negative* mean
     token NLL, so that quant_tax over it is NLL(quantized) − NLL(full precision): positive, as for
     accuracy, when quantizing the base costs (here: raises the loss)."""
-    out: dict[tuple, dict[str, dict[int, np.ndarray]]] = defaultdict(lambda: defaultdict(dict))
-    for r in records:
-        row = losses.get(r["name"])
-        if row is None:
-            continue
-        order = np.argsort(row["ids"], kind="stable")
-        who = "base" if r["condition"] == "base" else r["regularizer"]
-        out[(who, r["side"], r.get("scheme"))][r["task"]][r.get("seed", 0)] = -np.asarray(row["nll"])[order]
-    return out
+    return _measure_index(records, losses, "nll", -1.0)
+
+
+def bpb_index(records: list[dict[str, Any]], losses: dict[str, dict[str, list]]) -> dict[tuple, Any]:
+    """index()'s layout over the per-item loss in milli-bits per byte of the reference answer (mBPB,
+    the reference study's unit; lower is better), so that deltas() over it gives each regularizer's
+    Δ = mBPB(regularizer) − mBPB(none) per base: positive when the regularizer raises the loss.
+    Empty for measures computed before bits per byte were (no "bpb" per record)."""
+    return _measure_index(records, losses, "bpb", 1000.0)
 
 
 def _gap(idx: dict, side: str, port_who: str, oracle_who: str, scheme: str | None) -> dict[str, Any]:

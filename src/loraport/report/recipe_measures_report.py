@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from loraport.bench import recipe_metrics
 from loraport.bench.recipe_metrics import (
     NONE,
+    bpb_index,
     excludes_zero,
     loss_index,
     oracle_vs_port,
@@ -55,6 +57,7 @@ def summarize(
     return {
         **out,
         "measures": True,
+        "bpb_deltas": recipe_metrics.deltas(bpb_index(records, m["loss"])),
         "loss_tax": quant_tax(lidx, schemes),
         "port_loss_tax": {side: quant_tax(lidx, schemes, side) for side in port_sides(lidx)},
         "loss_items": m.get("loss_items"),
@@ -119,6 +122,9 @@ def claims(summary: dict[str, Any]) -> tuple[list[str], list[str]]:
             "Anything about the loss tax or the weight diagnostics: `loraport recipe-measures` was not run."
         )
         return yes, no
+    b_yes, b_no = _bpb_claims(summary.get("bpb_deltas") or [])
+    yes += b_yes
+    no += b_no
     for r in summary["loss_tax"]:
         if r["regularizer"] == NONE and r["tax"] and excludes_zero(r["tax"]["ci"]):
             up = r["tax"]["delta"] > 0
@@ -142,6 +148,79 @@ def claims(summary: dict[str, Any]) -> tuple[list[str], list[str]]:
         if names:
             no.append(f"That these diagnostics predict these outcomes ({why}): {'; '.join(names)}.")
     return yes, no
+
+
+def _bpb_claims(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """Claims on each regularizer's Δ in mBPB per base (positive: it raises the loss)."""
+    yes: list[str] = []
+    quiet: list[str] = []
+    for r in rows:
+        reg, both = r["regularizer"], f"Δ on X {_ci(r['x'], 1)}, on Y {_ci(r['y'], 1)} mBPB"
+        if r["verdict"] == "sign change":
+            yes.append(
+                f"In bits per byte, {reg} changes sign across bases: {both}; swing {r['swing']:+.1f} mBPB."
+            )
+        elif r["verdict"] == "same sign":
+            word = "lowers" if r["x"]["delta"] < 0 else "raises"
+            yes.append(f"In bits per byte, {reg} {word} the loss on both bases: {both}.")
+        else:
+            for side, d in (("X", r["x"]), ("Y", r["y"])):
+                if d is not None and excludes_zero(d["ci"]):
+                    word = "lowers" if d["delta"] < 0 else "raises"
+                    yes.append(f"In bits per byte, {reg} {word} the loss on {side}: Δ {_ci(d, 1)} mBPB.")
+            quiet.append(f"{reg} ({r['why']})")
+    no = [f"A cross-base sign change in bits per byte for {'; '.join(quiet)}."] if quiet else []
+    return yes, no
+
+
+def _swing(x: float | None) -> str:
+    return "—" if x is None else f"{x:+.1f}"
+
+
+def _bpb_section(rows: list[dict[str, Any]], items: int | None) -> list[str]:
+    if not rows:
+        return [
+            "## Regularizer effect per base in bits per byte",
+            "",
+            "Not measured: recipe_measures.json predates bits per byte; run `loraport recipe-measures "
+            "RUN_DIR` again.",
+            "",
+        ]
+    tiers = list(rows[0].get("tiers") or {})
+    out = [
+        "## Regularizer effect per base in bits per byte",
+        "",
+        f"The reference answer's loss on the first {items} eval items of each task, in milli-bits per "
+        "UTF-8 byte (mBPB: the summed negative log-likelihood / (ln 2 · bytes); the tokenizers differ, "
+        "bytes do not). Δ = mBPB(regularizer) − mBPB(none) on the same base, paired over items [95% CI]: "
+        "positive, the regularizer raises the loss (hurts). Unlike accuracy, the loss moves on a base "
+        "whose adapters answer at chance. Sign changes are claimed only where both CIs exclude zero.",
+        "",
+        "| regularizer | Δ on X [95% CI] | Δ on Y [95% CI] |"
+        + "".join(f" Δ on {t} [95% CI] |" for t in tiers)
+        + " verdict | swing (Δ_Y − Δ_X) | why |",
+        "|---|---|---|" + "---|" * len(tiers) + "---|---|---|",
+    ]
+    out += [
+        f"| {r['regularizer']} | {_ci(r['x'], 1)} | {_ci(r['y'], 1)} |"
+        + "".join(f" {_ci(r['tiers'][t], 1)} |" for t in tiers)
+        + f" {r['verdict']} | {_swing(r['swing'])} | {r['why']} |"
+        for r in rows
+    ]
+    across = [(r["regularizer"], a) for r in rows for a in r.get("across_tiers", [])]
+    if across:
+        out += [
+            "",
+            "Across capacity tiers (swing Δ_tier − Δ_base, mBPB):",
+            "",
+            "| regularizer | bases | verdict | swing | why |",
+            "|---|---|---|---|---|",
+        ]
+        out += [
+            f"| {reg} | {a['a'].upper()} vs {a['b']} | {a['verdict']} | {_swing(a['swing'])} | {a['why']} |"
+            for reg, a in across
+        ]
+    return [*out, ""]
 
 
 def _loss_table(rows: list[dict[str, Any]], schemes: list[str]) -> list[str]:
@@ -189,6 +268,7 @@ def sections(summary: dict[str, Any], schemes: list[str], figures: list[str]) ->
             "diagnostics into recipe_measures.json and rebuilds this report.",
             "",
         ]
+    out += _bpb_section(summary.get("bpb_deltas") or [], summary.get("loss_items"))
     out += [
         "## Loss tax on Y (mean token NLL of the reference answer: quantized − full precision)",
         "",

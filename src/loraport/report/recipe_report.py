@@ -295,6 +295,7 @@ def results_section(folder: str, meta: dict[str, Any], summary: dict[str, Any]) 
     from loraport.report.results import provenance_line
 
     study = meta["study"]
+    bpb = {r["regularizer"]: r for r in summary.get("bpb_deltas") or []}
     out = [
         f"## {folder}",
         "",
@@ -303,13 +304,29 @@ def results_section(folder: str, meta: dict[str, Any], summary: dict[str, Any]) 
         f"{', '.join(study.get('schemes', [])) or '(none)'}; seeds {summary['seeds']}; {study['eval']['n']} eval "
         "items per task. " + provenance_line(folder, meta),
         "",
-        "| regularizer | Δ accuracy on X vs none [95% CI] | Δ on Y [95% CI] | verdict |",
-        "|---|---|---|---|",
+        "| regularizer | Δ accuracy on X vs none [95% CI] | Δ on Y [95% CI] | verdict |"
+        + (" Δ mBPB on X [95% CI] | Δ mBPB on Y [95% CI] | verdict (mBPB) |" if bpb else ""),
+        "|---|---|---|---|" + ("---|---|---|" if bpb else ""),
         *[
             f"| {r['regularizer']} | {_ci(r['x'])} | {_ci(r['y'])} | {r['verdict']} |"
+            + (
+                f" {_ci(bpb[r['regularizer']]['x'], 1)} | {_ci(bpb[r['regularizer']]['y'], 1)} | "
+                f"{bpb[r['regularizer']]['verdict']} |"
+                if r["regularizer"] in bpb
+                else (" — | — | — |" if bpb else "")
+            )
             for r in summary["deltas"]
         ],
         "",
+        *(
+            [
+                "mBPB: the reference answer's loss in milli-bits per byte (positive Δ: the regularizer "
+                "raises it), from `loraport recipe-measures`.",
+                "",
+            ]
+            if bpb
+            else []
+        ),
         "What this supports:",
         "",
         *([f"- {c}" for c in summary["claims"]["supports"]] or ["- nothing: every effect is inside its CI"]),
