@@ -1,7 +1,6 @@
-"""The embedded end-to-end demo, runnable offline in about a minute on 2 CPU cores.
-
-Until the embedded zoo and the task suite are in place (issue 3), the demo is a weight-space and
-logit-level study on two tiny models built on the fly (no download):
+"""`loraport demo --synthetic`: a check of the porting machinery in about half a minute on 2 CPU
+cores, apart from the task-accuracy studies (`loraport demo` runs studies/starter.yaml). It is a
+weight-space and logit-level study on two tiny models built on the fly (no download):
 
 - X: a Qwen2-style model (hidden 64, 4 layers, 4 query / 2 KV heads);
 - Y: a Llama-style model (hidden 96, 3 layers, 6 heads, MHA) — different width, depth, head layout.
@@ -146,12 +145,12 @@ def summarize(records: list[dict]) -> dict[str, Any]:
 def render(summary: dict[str, Any]) -> str:
     p = summary["provenance"]
     lines = [
-        "# loraport demo (interim): Qwen2-style → Llama-style tiny models, synthetic latent-sharing anchors",
+        "# loraport demo --synthetic: Qwen2-style → Llama-style tiny models, synthetic latent-sharing anchors",
         "",
         f"N={p['n_anchors']} anchors, {p['n_heldout']} held-out tasks, seeds {p['seeds']}; "
         f"loraport {p['loraport_version']}, torch {p['torch']}, {p['seconds']} s.",
         "This is a weight-space and logit-level check of the porting machinery, not a task-accuracy study "
-        "(that needs the embedded zoo and task suite, issue 3).",
+        "(`loraport demo` runs one on the embedded zoo).",
         "",
         "| method | cos(ΔW_port, ΔW_oracle) | logit gap recovered |",
         "|---|---:|---:|",

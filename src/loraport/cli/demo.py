@@ -17,8 +17,8 @@ def demo(
     study: str = typer.Option(
         "starter",
         "--study",
-        help="Shipped study: starter (3 held-out tasks, 4 anchors, one method per rung, the "
-        "controls, 1 seed: minutes on 2 CPU cores), quick (8 anchors, N 4/8, K 2/4, 2 seeds) or "
+        help="Shipped study: starter (2 held-out tasks, math and code; 3 anchors, one method per rung, the "
+        "controls, 1 seed: under ten minutes on 2 CPU cores), quick (8 anchors, N 4/8, K 2/4, 2 seeds) or "
         "demo (the full headline study: every method, N 4/8/16, K 2/4/8, 3 seeds, all held-out "
         "tasks).",
     ),
