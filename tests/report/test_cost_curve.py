@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from loraport.bench.cost_curve import budget_of, cost_curves, crosses_teacher_at, stops_gaining_at
+from loraport.bench.cost_curve import (
+    budget_of,
+    cost_curves,
+    crosses_teacher_at,
+    oracle_curve,
+    stops_gaining_at,
+)
 from loraport.bench.metrics import aggregate, costs, task_rows
 from loraport.bench.plan import make_plan
 from loraport.bench.spec import Study
@@ -27,6 +33,8 @@ ACC = {
     "align": {10: 160, 20: 240, 40: 264, 80: 320},
 }
 ORACLE_COST = {"seconds": 100.0, "steps": 200, "generated_tokens": 0, "data": "labels"}
+# the oracle after epochs 1-3 of 4 (correct answers): the labels teach Y nothing in the first quarter
+CHECKPOINTS = {1: 80, 2: 200, 3: 300}
 
 
 def _cost(budget: int) -> dict:
@@ -56,6 +64,8 @@ def hand_made_sweep(root: Path) -> Path:
         c = cond["condition"]
         if c == "method":
             k, cost = ACC[cond["options"]["init"]][cond["options"]["steps"]], _cost(cond["options"]["steps"])
+        elif c == "oracle_checkpoint":
+            k, cost = CHECKPOINTS[cond["epoch"]], None
         else:
             k, cost = {"base_y": BASE, "oracle_y": ORACLE, "teacher": TEACHER}[c], None
             cost = ORACLE_COST if c == "oracle_y" else None
@@ -145,3 +155,44 @@ def test_the_report_has_the_section_and_the_figure(tmp_path):
     assert "| 40 | 0.20 | 5000 | 0.30 | 0.700 |" in report
     assert (run / "figures" / "cost_curve.png").stat().st_size > 0
     assert "cost_curve.png" in (run / "report.html").read_text()
+
+
+def test_a_sweep_plans_the_oracles_earlier_epochs_and_no_sweep_does_not(tmp_path):
+    run = hand_made_sweep(tmp_path)
+    records = [json.loads(p.read_text()) for p in sorted((run / "records").glob("*.json"))]
+    ckpt = sorted((r for r in records if r["condition"] == "oracle_checkpoint"), key=lambda r: r["epoch"])
+    oracle = next(r for r in records if r["condition"] == "oracle_y")
+    assert [(r["epoch"], r["epochs"]) for r in ckpt] == [(1, 4), (2, 4), (3, 4)]
+    assert all(r["oracle_train"] == oracle["train"] and "cost" not in r for r in ckpt)
+    study = Study(
+        name="one_budget",
+        source="base-x",
+        target="base-y",
+        anchors=["math_add", "math_mul"],
+        heldout=[TASK],
+        methods={"distill": {"steps": 40}},
+        n_anchors=[2],
+        eval={"n": N},
+    )
+    plan = make_plan(study, {"base-x": "fp-x", "base-y": "fp-y"})
+    assert not any(c["condition"] == "oracle_checkpoint" for c in plan.conditions.values())
+
+
+def test_the_oracle_curve_is_read_like_a_method_and_kept_out_of_the_baselines(tmp_path):
+    run = hand_made_sweep(tmp_path)
+    records = [json.loads(p.read_text()) for p in sorted((run / "records").glob("*.json"))]
+    points = oracle_curve(records, 0.03)
+    assert [p["relative_steps"] for p in points] == [0.25, 0.5, 0.75]
+    for p, k in zip(points, CHECKPOINTS.values(), strict=True):
+        assert p["gap_recovered"] == pytest.approx((k - BASE) / (ORACLE - BASE))
+        assert p["per_task"][TASK]["acc"] == pytest.approx(k / N)
+    assert points[0]["ci95"][0] <= 0 <= points[0]["ci95"][1]  # epoch 1 = base Y's items
+    lo, hi = points[1]["ci95"]
+    assert lo < 0.5 < hi
+    # the task's baselines are still base_y / oracle_y / teacher (not an earlier epoch)
+    assert task_rows(records, 0.03)[TASK]["oracle_y"] == pytest.approx(ORACLE / N)
+    summary = build_report(run)
+    assert summary["oracle_curve"] == points
+    report = (run / "report.md").read_text()
+    assert "**The oracle itself, after each earlier epoch**" in report
+    assert f"| 2 of 4 | 0.50 | 0.500 | {lo:.3f} … {hi:.3f} | 0.500 |" in report

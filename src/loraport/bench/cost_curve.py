@@ -19,6 +19,11 @@ Two readings per curve:
 
     curves = cost_curves(agg, costs(records), teacher_ratios(records, tasks, 0.03))
     curves[0]["stops_gaining_at"], curves[0]["crosses_teacher_at"]
+
+The reference a curve is read against: the oracle's own learning curve (`oracle_curve`), its
+adapter after each earlier epoch scored on the same items (conditions oracle_checkpoint, which a
+study with a budget sweep plans). A label-free port at a fraction of the oracle's compute competes
+with what the oracle had learned at that fraction from the labels themselves.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from typing import Any
+
+import numpy as np
 
 _STEPS = re.compile(r"\[steps=(\d+)\]")
 
@@ -114,6 +121,61 @@ def cost_curves(
                 "crosses_teacher_at": crosses_teacher_at(points),
                 "crosses_teacher_ci_at": crosses_teacher_at(points, lower_ci=True),
                 "oracle": {k: oracle.get(k) for k in ("steps", "seconds", "generated_tokens")},
+            }
+        )
+    return out
+
+
+def oracle_curve(
+    records: list[dict[str, Any]], threshold: float, floor: bool = False, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Per earlier epoch of the Y oracles (records of condition oracle_checkpoint): its share of the
+    oracle's optimiser steps (epoch / epochs), and gap_recovered over the usable tasks with the
+    paired bootstrap CI, computed as bench.metrics.aggregate computes a method's; [] without
+    checkpoints."""
+    from loraport.bench.metrics import (
+        base_correct,
+        bootstrap_ratio,
+        correct,
+        gap_recovered,
+        index,
+        percentile_ci,
+        task_rows,
+    )
+
+    rows = task_rows(records, threshold, floor)
+    usable = [t for t, r in rows.items() if r["usable"]]
+    base, _ = index(records)
+    by_epoch: dict[tuple[int, int], dict[str, dict[str, Any]]] = defaultdict(dict)
+    for r in records:
+        if r["condition"] == "oracle_checkpoint" and "missing" not in r:
+            by_epoch[(r["epoch"], r["epochs"])][r["task"]] = r
+    rng = np.random.default_rng(seed)
+    out = []
+    for (epoch, epochs), recs in sorted(by_epoch.items()):
+        per_task: dict[str, dict[str, float | None]] = {}
+        parts = []
+        for task in usable:
+            cm = correct(recs[task]) if task in recs else None
+            cb, co = base_correct(base[task]["base_y"], floor), correct(base[task]["oracle_y"])
+            if cm is None or len(cm) != len(cb):
+                continue
+            acc = float(cm.mean())
+            per_task[task] = {
+                "acc": acc,
+                "gap_recovered": gap_recovered(acc, float(cb.mean()), float(co.mean())),
+            }
+            parts.append(bootstrap_ratio(rng, cb, co, [cm]))
+        gaps = [v["gap_recovered"] for v in per_task.values() if v["gap_recovered"] is not None]
+        out.append(
+            {
+                "epoch": epoch,
+                "epochs": epochs,
+                "relative_steps": epoch / epochs,
+                "gap_recovered": float(np.mean(gaps)) if gaps else None,
+                "ci95": percentile_ci(parts),
+                "per_task": per_task,
+                "missing": sorted(t for t in usable if t not in per_task),
             }
         )
     return out

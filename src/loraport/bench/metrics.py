@@ -64,7 +64,7 @@ def index(records: list[dict[str, Any]]):
     for r in records:
         if r["condition"] == "method":
             methods[(r["variant"], r["pool"], r["n_anchors"])][r["task"]][r["seed"]] = r
-        else:
+        elif r["condition"] != "oracle_checkpoint":  # the oracle's earlier epochs: bench.cost_curve
             base[r["task"]][r["condition"]] = r
     return base, methods
 

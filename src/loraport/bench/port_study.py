@@ -103,6 +103,29 @@ def target_baselines(p: Planner, task: str, common: dict[str, Any]) -> str:
     return oracle
 
 
+def has_budget_sweep(study: Study) -> bool:
+    """Whether some method is given a list of `steps` budgets (a cost curve, bench.cost_curve)."""
+    return any(isinstance(o.get("steps"), list) and len(o["steps"]) > 1 for o in study.methods.values())
+
+
+def oracle_checkpoints(p: Planner, study: Study, task: str, oracle: str, common: dict[str, Any]) -> None:
+    """The oracle's own learning curve, the reference a budget sweep is read against: its adapter
+    after each earlier epoch (the trainer keeps one per epoch, so no cell trains anything) on the
+    task's eval items, as conditions oracle_checkpoint with `epoch` of `epochs`."""
+    from loraport.bench.snapshot_study import snapshot
+
+    epochs = study.recipe.epochs
+    for epoch in range(1, epochs):
+        p.conditions[f"{task}__oracle_y__epoch{epoch}"] = {
+            **common,
+            "condition": "oracle_checkpoint",
+            "epoch": epoch,
+            "epochs": epochs,
+            "eval": p.evaluate("target", task, snapshot(oracle, epoch, epochs)),
+            "oracle_train": oracle,
+        }
+
+
 def anchor_pairs(p: Planner, anchors: list[str]) -> list[tuple[str, str, str]]:
     """(task, X adapter cell, Y adapter cell) of each anchor task, trained with the study's recipe."""
     return [(a, p.train("source", a), p.train("target", a)) for a in anchors]
@@ -133,10 +156,13 @@ def plan_port_study(p: Planner, study: Study) -> None:
     from loraport.tasks import get_task
 
     controls = study.controls
+    sweep = has_budget_sweep(study)
     for i, task in enumerate(study.heldout):
         domain = get_task(task).domain
         common = {"task": task, "domain": domain}
-        target_baselines(p, task, common)
+        oracle = target_baselines(p, task, common)
+        if sweep:
+            oracle_checkpoints(p, study, task, oracle, common)
         x_key = p.train("source", task)
         p.conditions[f"{task}__teacher"] = {
             **common,

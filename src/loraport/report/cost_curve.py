@@ -41,9 +41,36 @@ def _reading(curve: dict[str, Any]) -> str:
     return f"{gains}; {teacher}."
 
 
-def cost_curve_section(curves: list[dict[str, Any]], teacher_gap: float | None = None) -> list[str]:
-    """Markdown lines (a blank line first): per curve a table of its budgets and its two readings;
-    [] without a sweep."""
+def oracle_curve_lines(points: list[dict[str, Any]]) -> list[str]:
+    """The oracle's learning curve as a table (a blank line first); [] without checkpoints."""
+    if not points:
+        return []
+    tasks = sorted({t for p in points for t in p["per_task"]})
+    L = [
+        "",
+        "**The oracle itself, after each earlier epoch** (Y's adapter trained on the labels, scored on "
+        "the same items): what the labels taught Y at that share of the oracle's optimiser steps. A "
+        "label-free port with a smaller budget competes with these rows, not with the finished oracle.",
+        "",
+        "| epoch | steps / oracle | gap_recovered | 95% CI | "
+        + " | ".join(f"{t} accuracy" for t in tasks)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(tasks),
+    ]
+    for p in points:
+        accs = [_num(p["per_task"].get(t, {}).get("acc")) for t in tasks]
+        L.append(
+            f"| {p['epoch']} of {p['epochs']} | {p['relative_steps']:.2f} | {_num(p['gap_recovered'])} | "
+            f"{_ci(p['ci95'])} | " + " | ".join(accs) + " |"
+        )
+    return L
+
+
+def cost_curve_section(
+    curves: list[dict[str, Any]], teacher_gap: float | None = None, oracle_points: list[dict[str, Any]] = ()
+) -> list[str]:
+    """Markdown lines (a blank line first): per curve a table of its budgets and its two readings,
+    then the oracle's own curve where the run has its checkpoints; [] without a sweep."""
     if not curves:
         return []
     oracle = curves[0]["oracle"]
@@ -78,14 +105,18 @@ def cost_curve_section(curves: list[dict[str, Any]], teacher_gap: float | None =
                 f"{_num(p['gap_recovered'])} | {_ci(p['ci95'])} | {_num(p['teacher_ratio'])} | "
                 f"{_ci(p['teacher_ci95'])} |"
             )
-    return L
+    return L + oracle_curve_lines(list(oracle_points))
 
 
 def write_cost_curve_figure(
-    folder: Path, curves: list[dict[str, Any]], teacher_gap: float | None = None
+    folder: Path,
+    curves: list[dict[str, Any]],
+    teacher_gap: float | None = None,
+    oracle_points: list[dict[str, Any]] = (),
 ) -> Path | None:
-    """Two panels against wall time / oracle training (log): gap_recovered (the teacher's dashed)
-    and teacher ratio (1 dashed), one line per curve with CI bars. None without a sweep."""
+    """Two panels against wall time / oracle training (log): gap_recovered (the teacher's dashed,
+    the oracle's earlier epochs as black squares at their share of its steps, with the finished
+    oracle at 1) and teacher ratio (1 dashed), one line per curve with CI bars. None without a sweep."""
     if not curves:
         return None
     import matplotlib
@@ -109,6 +140,22 @@ def write_cost_curve_figure(
             ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=label)
             for x, y, p in zip(xs, ys, shown, strict=True):
                 ax.annotate(str(p["budget"]), (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    shown = [p for p in oracle_points if p["gap_recovered"] is not None]
+    if shown:
+        xs = [p["relative_steps"] for p in shown] + [1.0]
+        ys = [p["gap_recovered"] for p in shown] + [1.0]
+        lo = [y - (p["ci95"][0] if p["ci95"] else y) for y, p in zip(ys, shown, strict=False)] + [0.0]
+        hi = [(p["ci95"][1] if p["ci95"] else y) - y for y, p in zip(ys, shown, strict=False)] + [0.0]
+        axes[0].errorbar(
+            xs,
+            ys,
+            yerr=[lo, hi],
+            color="black",
+            marker="s",
+            ls=":",
+            capsize=3,
+            label="Y oracle on labels, per epoch (x: its share of steps)",
+        )
     if teacher_gap is not None:
         axes[0].axhline(teacher_gap, color="tab:red", ls="--", lw=1, label="teacher")
     axes[1].axhline(1, color="tab:red", ls="--", lw=1, label="teacher (ratio 1)")

@@ -230,7 +230,9 @@ def port_markdown(meta, tasks, agg, usable, records, summary) -> str:
     L += _ladder(agg, summary, study, n_top, cover)
     L += ["", *two_ratios_section(summary["teacher_ratio"], agg, n_top, variants)]
     L += cost_curve_section(
-        summary.get("cost_curve", []), (summary["teacher_ceiling"] or {}).get("gap_recovered")
+        summary.get("cost_curve", []),
+        (summary["teacher_ceiling"] or {}).get("gap_recovered"),
+        summary.get("oracle_curve", []),
     )
     L += ["", "## Per-task winners", "", "| task | best method (N, pool) | gap_recovered |", "|---|---|---|"]
     for t in usable:

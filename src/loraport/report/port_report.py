@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from loraport.bench.answers import choice_summary
-from loraport.bench.cost_curve import cost_curves
+from loraport.bench.cost_curve import cost_curves, oracle_curve
 from loraport.bench.metrics import (
     aggregate,
     control_rows,
@@ -56,6 +56,7 @@ def port_report(run_dir: Path, meta: dict[str, Any], records: list[dict[str, Any
     }
     summary["costs"] = costs(records)
     summary["cost_curve"] = cost_curves(agg, summary["costs"], summary["teacher_ratio"])
+    summary["oracle_curve"] = oracle_curve(records, threshold, floor)
     with atomic_file(run_dir / "summary.json") as fh:
         json.dump(summary, fh, indent=1, sort_keys=True)
     from loraport.report.cost_curve import write_cost_curve_figure
@@ -64,7 +65,7 @@ def port_report(run_dir: Path, meta: dict[str, Any], records: list[dict[str, Any
     write_figures(run_dir / "figures", agg, tasks)
     write_cost_figure(run_dir / "figures", agg, summary["costs"])
     teacher_gap = (summary["teacher_ceiling"] or {}).get("gap_recovered")
-    write_cost_curve_figure(run_dir / "figures", summary["cost_curve"], teacher_gap)
+    write_cost_curve_figure(run_dir / "figures", summary["cost_curve"], teacher_gap, summary["oracle_curve"])
     markdown = port_markdown(meta, tasks, agg, usable, records, summary)
     with atomic_file(run_dir / "report.md") as fh:
         fh.write(markdown)

@@ -173,6 +173,13 @@ def _study_section(folder: str, s: dict[str, Any]) -> list[str]:
         L.append(
             f"- Teacher ceiling (X + X adapter's own accuracy, as gap_recovered): {ceiling['gap_recovered']:.3f}."
         )
+    curve = [p for p in s.get("oracle_curve") or [] if p["gap_recovered"] is not None]
+    if curve:
+        L.append(
+            "- The oracle itself, trained on labels, after "
+            + ", ".join(f"{p['relative_steps']:.0%} of its steps: {p['gap_recovered']:.3f}" for p in curve)
+            + " (gap_recovered; the reference for the cost curve)."
+        )
     L += ["", "Held-out tasks (accuracy with each task's primary scorer):", ""]
     L += [
         "| domain | task | base Y | Y oracle | oracle − base (points) | teacher X | usable | best method at N="
