@@ -32,8 +32,6 @@ import re
 from collections import defaultdict
 from typing import Any
 
-import numpy as np
-
 _STEPS = re.compile(r"\[steps=(\d+)\]")
 
 
@@ -131,51 +129,40 @@ def oracle_curve(
 ) -> list[dict[str, Any]]:
     """Per earlier epoch of the Y oracles (records of condition oracle_checkpoint): its share of the
     oracle's optimiser steps (epoch / epochs), and gap_recovered over the usable tasks with the
-    paired bootstrap CI, computed as bench.metrics.aggregate computes a method's; [] without
+    paired bootstrap CI, computed by bench.metrics.aggregate as for a method; [] without
     checkpoints."""
-    from loraport.bench.metrics import (
-        base_correct,
-        bootstrap_ratio,
-        correct,
-        gap_recovered,
-        index,
-        percentile_ci,
-        task_rows,
-    )
+    from loraport.bench.metrics import aggregate
 
-    rows = task_rows(records, threshold, floor)
-    usable = [t for t, r in rows.items() if r["usable"]]
-    base, _ = index(records)
-    by_epoch: dict[tuple[int, int], dict[str, dict[str, Any]]] = defaultdict(dict)
-    for r in records:
-        if r["condition"] == "oracle_checkpoint" and "missing" not in r:
-            by_epoch[(r["epoch"], r["epochs"])][r["task"]] = r
-    rng = np.random.default_rng(seed)
+    baselines = [r for r in records if r["condition"] in ("base_y", "oracle_y", "teacher")]
+    epochs = [
+        {
+            **r,
+            "condition": "method",
+            "variant": f"epoch {r['epoch']}",
+            "pool": "oracle",
+            "n_anchors": r["epochs"],
+            "seed": 0,
+        }
+        for r in records
+        if r["condition"] == "oracle_checkpoint" and "missing" not in r
+    ]
+    if not epochs:
+        return []
+    rows = aggregate(baselines + epochs, threshold, seed=seed, floor=floor)
     out = []
-    for (epoch, epochs), recs in sorted(by_epoch.items()):
-        per_task: dict[str, dict[str, float | None]] = {}
-        parts = []
-        for task in usable:
-            cm = correct(recs[task]) if task in recs else None
-            cb, co = base_correct(base[task]["base_y"], floor), correct(base[task]["oracle_y"])
-            if cm is None or len(cm) != len(cb):
-                continue
-            acc = float(cm.mean())
-            per_task[task] = {
-                "acc": acc,
-                "gap_recovered": gap_recovered(acc, float(cb.mean()), float(co.mean())),
-            }
-            parts.append(bootstrap_ratio(rng, cb, co, [cm]))
-        gaps = [v["gap_recovered"] for v in per_task.values() if v["gap_recovered"] is not None]
+    for row in rows:
+        epoch, of = int(row["variant"].split()[1]), row["n_anchors"]
         out.append(
             {
                 "epoch": epoch,
-                "epochs": epochs,
-                "relative_steps": epoch / epochs,
-                "gap_recovered": float(np.mean(gaps)) if gaps else None,
-                "ci95": percentile_ci(parts),
-                "per_task": per_task,
-                "missing": sorted(t for t in usable if t not in per_task),
+                "epochs": of,
+                "relative_steps": epoch / of,
+                "gap_recovered": row["gap_recovered"],
+                "ci95": row["ci95"],
+                "per_task": {
+                    t: {k: v[k] for k in ("acc", "gap_recovered")} for t, v in row["per_task"].items()
+                },
+                "missing": row["missing"],
             }
         )
-    return out
+    return sorted(out, key=lambda p: p["relative_steps"])
