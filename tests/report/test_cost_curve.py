@@ -46,19 +46,24 @@ def _cost(budget: int) -> dict:
     }
 
 
-def hand_made_sweep(root: Path) -> Path:
+def _plan(name: str, methods: dict):
+    """The plan and study of TASK on two stand-in bases with these methods."""
     study = Study(
-        name="budgets",
+        name=name,
         source="base-x",
         target="base-y",
         anchors=["math_add", "math_mul"],
         heldout=[TASK],
-        methods={"distill": {"init": ["zero", "align"], "steps": BUDGETS}},
+        methods=methods,
         n_anchors=[2],
         seeds=[0],
         eval={"n": N},
     )
-    plan = make_plan(study, {"base-x": "fp-x", "base-y": "fp-y"})
+    return make_plan(study, {"base-x": "fp-x", "base-y": "fp-y"}), study
+
+
+def hand_made_sweep(root: Path) -> Path:
+    plan, study = _plan("budgets", {"distill": {"init": ["zero", "align"], "steps": BUDGETS}})
     (root / "records").mkdir(parents=True)
     for name, cond in plan.conditions.items():
         c = cond["condition"]
@@ -164,17 +169,7 @@ def test_a_sweep_plans_the_oracles_earlier_epochs_and_no_sweep_does_not(tmp_path
     oracle = next(r for r in records if r["condition"] == "oracle_y")
     assert [(r["epoch"], r["epochs"]) for r in ckpt] == [(1, 4), (2, 4), (3, 4)]
     assert all(r["oracle_train"] == oracle["train"] and "cost" not in r for r in ckpt)
-    study = Study(
-        name="one_budget",
-        source="base-x",
-        target="base-y",
-        anchors=["math_add", "math_mul"],
-        heldout=[TASK],
-        methods={"distill": {"steps": 40}},
-        n_anchors=[2],
-        eval={"n": N},
-    )
-    plan = make_plan(study, {"base-x": "fp-x", "base-y": "fp-y"})
+    plan, _ = _plan("one_budget", {"distill": {"steps": 40}})
     assert not any(c["condition"] == "oracle_checkpoint" for c in plan.conditions.values())
 
 

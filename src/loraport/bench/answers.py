@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from loraport.bench.metrics import ORACLE_CHECKPOINT
+
 __all__ = [
     "NEAR_CONSTANT",
     "NO_ANSWER",
@@ -68,8 +70,8 @@ def choice_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     flagged: list[dict[str, Any]] = []
     for r in sorted(records, key=lambda r: r["name"]):
         scorer, chance = r.get("primary"), r.get("chance")
-        if chance is None or scorer is None or "missing" in r or r["condition"] == "oracle_checkpoint":
-            continue  # the oracle's earlier epochs are the cost curve's reference, not a condition
+        if chance is None or scorer is None or "missing" in r or r["condition"] == ORACLE_CHECKPOINT:
+            continue
         shares = answer_shares(r, scorer)
         if shares is None:
             continue

@@ -131,7 +131,7 @@ def oracle_curve(
     oracle's optimiser steps (epoch / epochs), and gap_recovered over the usable tasks with the
     paired bootstrap CI, computed by bench.metrics.aggregate as for a method; [] without
     checkpoints."""
-    from loraport.bench.metrics import aggregate
+    from loraport.bench.metrics import ORACLE_CHECKPOINT, aggregate
 
     baselines = [r for r in records if r["condition"] in ("base_y", "oracle_y", "teacher")]
     epochs = [
@@ -144,7 +144,7 @@ def oracle_curve(
             "seed": 0,
         }
         for r in records
-        if r["condition"] == "oracle_checkpoint" and "missing" not in r
+        if r["condition"] == ORACLE_CHECKPOINT and "missing" not in r
     ]
     if not epochs:
         return []

@@ -57,6 +57,11 @@ def base_correct(record: dict[str, Any], floor: bool = False) -> np.ndarray | No
     return c
 
 
+#: The condition of the Y oracle's earlier epochs (planned with a budget sweep): the cost curve's
+#: reference (bench.cost_curve.oracle_curve), neither a task baseline nor a port.
+ORACLE_CHECKPOINT = "oracle_checkpoint"
+
+
 def index(records: list[dict[str, Any]]):
     """(baselines by task and condition, method records by (variant, pool, N) -> task -> seed)."""
     base: dict[str, dict[str, dict]] = defaultdict(dict)
@@ -64,7 +69,7 @@ def index(records: list[dict[str, Any]]):
     for r in records:
         if r["condition"] == "method":
             methods[(r["variant"], r["pool"], r["n_anchors"])][r["task"]][r["seed"]] = r
-        elif r["condition"] != "oracle_checkpoint":  # the oracle's earlier epochs: bench.cost_curve
+        elif r["condition"] != ORACLE_CHECKPOINT:
             base[r["task"]][r["condition"]] = r
     return base, methods
 

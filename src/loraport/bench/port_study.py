@@ -112,13 +112,14 @@ def oracle_checkpoints(p: Planner, study: Study, task: str, oracle: str, common:
     """The oracle's own learning curve, the reference a budget sweep is read against: its adapter
     after each earlier epoch (the trainer keeps one per epoch, so no cell trains anything) on the
     task's eval items, as conditions oracle_checkpoint with `epoch` of `epochs`."""
+    from loraport.bench.metrics import ORACLE_CHECKPOINT
     from loraport.bench.snapshot_study import snapshot
 
     epochs = study.recipe.epochs
     for epoch in range(1, epochs):
         p.conditions[f"{task}__oracle_y__epoch{epoch}"] = {
             **common,
-            "condition": "oracle_checkpoint",
+            "condition": ORACLE_CHECKPOINT,
             "epoch": epoch,
             "epochs": epochs,
             "eval": p.evaluate("target", task, snapshot(oracle, epoch, epochs)),
