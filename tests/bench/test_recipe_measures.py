@@ -79,6 +79,20 @@ def test_bits_per_byte_deltas_flag_a_sign_change_only_outside_both_cis():
     # measures from before bits per byte: no index, so no rows
     old = {k: {"ids": v["ids"], "nll": v["nll"]} for k, v in losses.items()}
     assert deltas(bpb_index(recs, old)) == []
+    # the claims: a loss that rises is the regularizer hurting, said in the loss's own words
+    yes, no = claims({"measures": True, "bpb_deltas": list(rows.values()), "loss_tax": [], "predictors": []})
+
+    def ci1(d):
+        return f"{d['delta']:+.1f} [{d['ci'][0]:+.1f}, {d['ci'][1]:+.1f}]"
+
+    assert yes == [
+        f"In bits per byte, clear changes sign across bases: Δ on X {ci1(clear['x'])}, on Y "
+        f"{ci1(clear['y'])} mBPB; swing {clear['swing']:+.1f} mBPB.",
+        f"In bits per byte, noisy raises the loss on Y: Δ {ci1(rows['noisy']['y'])} mBPB.",
+    ]
+    assert len(no) == 1 and no[0].startswith(
+        "A cross-base sign change (or transfer) in bits per byte for noisy: the CI on X includes zero"
+    )
 
 
 def _port_study(port_loss: float) -> list[dict]:

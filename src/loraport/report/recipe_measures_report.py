@@ -150,26 +150,55 @@ def claims(summary: dict[str, Any]) -> tuple[list[str], list[str]]:
     return yes, no
 
 
+def cross_base_claims(
+    row: dict[str, Any],
+    *,
+    digits: int = 3,
+    better: str = "helps",
+    worse: str = "hurts",
+    sign: float = 1.0,
+    unit: str = "",
+    lead: str = "",
+    of: str = "",
+) -> tuple[list[str], str | None]:
+    """What one regularizer's Δ on X and on Y (a recipe_metrics.deltas row) supports, and the line for
+    what it does not (None when its verdict is claimed): a sign change, the same sign on both bases,
+    or an effect on one base. `sign` × Δ > 0 is `better` (-1 for a loss), `digits` and `unit` format
+    the Δs, `lead` starts each claim and `of` names the measure in the does-not line."""
+    reg, dx, dy = row["regularizer"], row["x"], row["y"]
+    both = f"Δ on X {_ci(dx, digits)}, on Y {_ci(dy, digits)}{unit}"
+    word = lambda d: better if sign * d["delta"] > 0 else worse  # noqa: E731
+    if row["verdict"] == "sign change":
+        return [
+            f"{lead}{reg} changes sign across bases: {both}; swing {row['swing']:+.{digits}f}{unit}."
+        ], None
+    if row["verdict"] == "same sign":
+        return [f"{lead}{reg} {word(dx)} on both bases: {both}."], None
+    yes = [
+        f"{lead}{reg} {word(d)} on {side}: Δ {_ci(d, digits)}{unit}."
+        for side, d in (("X", dx), ("Y", dy))
+        if d is not None and excludes_zero(d["ci"])
+    ]
+    return yes, f"A cross-base sign change (or transfer){of} for {reg}: {row['why']} ({both})."
+
+
 def _bpb_claims(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     """Claims on each regularizer's Δ in mBPB per base (positive: it raises the loss)."""
     yes: list[str] = []
-    quiet: list[str] = []
+    no: list[str] = []
     for r in rows:
-        reg, both = r["regularizer"], f"Δ on X {_ci(r['x'], 1)}, on Y {_ci(r['y'], 1)} mBPB"
-        if r["verdict"] == "sign change":
-            yes.append(
-                f"In bits per byte, {reg} changes sign across bases: {both}; swing {r['swing']:+.1f} mBPB."
-            )
-        elif r["verdict"] == "same sign":
-            word = "lowers" if r["x"]["delta"] < 0 else "raises"
-            yes.append(f"In bits per byte, {reg} {word} the loss on both bases: {both}.")
-        else:
-            for side, d in (("X", r["x"]), ("Y", r["y"])):
-                if d is not None and excludes_zero(d["ci"]):
-                    word = "lowers" if d["delta"] < 0 else "raises"
-                    yes.append(f"In bits per byte, {reg} {word} the loss on {side}: Δ {_ci(d, 1)} mBPB.")
-            quiet.append(f"{reg} ({r['why']})")
-    no = [f"A cross-base sign change in bits per byte for {'; '.join(quiet)}."] if quiet else []
+        claimed, not_claimed = cross_base_claims(
+            r,
+            digits=1,
+            better="lowers the loss",
+            worse="raises the loss",
+            sign=-1.0,
+            unit=" mBPB",
+            lead="In bits per byte, ",
+            of=" in bits per byte",
+        )
+        yes += claimed
+        no += [not_claimed] if not_claimed else []
     return yes, no
 
 

@@ -28,6 +28,7 @@ from loraport.io import atomic_file
 from loraport.report.fmt import delta_ci as _ci
 from loraport.report.fmt import num as _f
 from loraport.report.recipe_measures_report import claims as measures_claims
+from loraport.report.recipe_measures_report import cross_base_claims
 from loraport.report.recipe_measures_report import sections as measures_sections
 from loraport.report.recipe_measures_report import summarize as measures_summary
 
@@ -43,19 +44,10 @@ def claims(study: dict[str, Any], summary: dict[str, Any]) -> dict[str, list[str
             "its CI covers the sampling of eval items only."
         )
     for row in summary["deltas"]:
-        reg, dx, dy = row["regularizer"], row["x"], row["y"]
-        both = f"Δ on X {_ci(dx)}, on Y {_ci(dy)}"
-        if row["verdict"] == "sign change":
-            yes.append(f"{reg} changes sign across bases: {both}; swing {row['swing']:+.3f}.")
-        elif row["verdict"] == "same sign":
-            word = "helps" if dx["delta"] > 0 else "hurts"
-            yes.append(f"{reg} {word} on both bases: {both}.")
-        else:
-            for s, d in (("X", dx), ("Y", dy)):
-                if d is not None and excludes_zero(d["ci"]):
-                    word = "helps" if d["delta"] > 0 else "hurts"
-                    yes.append(f"{reg} {word} on {s}: Δ {_ci(d)}.")
-            no.append(f"A cross-base sign change (or transfer) for {reg}: {row['why']} ({both}).")
+        reg = row["regularizer"]
+        claimed, not_claimed = cross_base_claims(row)
+        yes += claimed
+        no += [not_claimed] if not_claimed else []
         quiet = []
         for a in row.get("across_tiers", []):
             pair = f"{a['a'].upper()} and {_tier(study, a['b'])}"
