@@ -74,3 +74,17 @@ def test_a_resumed_run_reports_its_summed_wall_time():
     assert _wall({"seconds": 2.5, "runs": runs, "seconds_total": 102.5}) == (
         "102.5 s wall over 2 invocations, 1 of which computed cells"
     )
+
+
+def test_the_wall_time_says_how_many_cells_came_from_the_cache():
+    from loraport.report.results import _wall
+
+    meta = {"seconds": 2329.4, "cells": {"train": 18, "eval": 60}, "computed": {"train": 0, "eval": 49}}
+    meta["runs"] = [{"seconds": 2329.4, "computed": meta["computed"]}]
+    assert _wall(meta) == (
+        "2329.4 s wall, computing 49 of its 78 cells; the other 29 were already in its cache (from "
+        "interrupted invocations, which run.json does not record, or from other studies), their times "
+        "in the records"
+    )
+    meta["computed"] = meta["runs"][0]["computed"] = {"train": 18, "eval": 60}
+    assert _wall(meta) == "2329.4 s wall"

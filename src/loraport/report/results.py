@@ -40,11 +40,29 @@ def _wall(meta: dict[str, Any]) -> str:
     (run.json's `runs`), with the computing ones counted."""
     runs = meta.get("runs") or []
     if len(runs) <= 1:
-        return f"{meta.get('seconds')} s wall"
-    computing = [r for r in runs if any((r.get("computed") or {}).values())]
+        text = f"{meta.get('seconds')} s wall"
+    else:
+        computing = [r for r in runs if any((r.get("computed") or {}).values())]
+        text = (
+            f"{meta.get('seconds_total')} s wall over {len(runs)} invocations, "
+            f"{len(computing)} of which computed cells"
+        )
+    return text + _from_cache(meta, runs)
+
+
+def _from_cache(meta: dict[str, Any], runs: list[dict[str, Any]]) -> str:
+    """How many of the plan's cells the recorded invocations did not compute: an invocation that
+    is interrupted writes no run.json entry, and a shared cache holds other studies' cells, so the
+    recorded wall time covers only the rest."""
+    total = sum((meta.get("cells") or {}).values())
+    entries = runs or [meta]
+    computed = sum(sum((r.get("computed") or {}).values()) for r in entries)
+    if not total or computed >= total:
+        return ""
     return (
-        f"{meta.get('seconds_total')} s wall over {len(runs)} invocations, "
-        f"{len(computing)} of which computed cells"
+        f", computing {computed} of its {total} cells; the other {total - computed} were already in "
+        "its cache (from interrupted invocations, which run.json does not record, or from other studies), "
+        "their times in the records"
     )
 
 
