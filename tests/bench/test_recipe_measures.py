@@ -192,3 +192,50 @@ def test_the_cross_base_shift_of_a_diagnostic_against_the_swing():
     assert rows["norm"]["rho"] == pytest.approx(1.0)
     assert rows["overlap"]["verdict"] == "not computed"  # the same overlap on both bases: constant
     assert rows["effective_rank"]["n"] == 0
+
+
+def test_bits_per_byte_claims_name_the_capacity_tiers_too():
+    from loraport.report.recipe_measures_report import tier_claims
+
+    row = {
+        "regularizer": "flip",
+        "across_tiers": [
+            {
+                "a": "y",
+                "b": "tier0",
+                "verdict": "sign change",
+                "swing": -300.04,
+                "why": "both CIs exclude zero, signs differ",
+            },
+            {
+                "a": "x",
+                "b": "tier0",
+                "verdict": "same sign",
+                "swing": -5.0,
+                "why": "both CIs exclude zero, same sign",
+            },
+            {
+                "a": "x",
+                "b": "tier1",
+                "verdict": "not distinguishable",
+                "swing": 4.0,
+                "why": "the CI on tier1 includes zero",
+            },
+        ],
+    }
+    yes, no = tier_claims(row, digits=1, unit=" mBPB", lead="In bits per byte, ", of=" in bits per byte")
+    assert yes == [
+        "In bits per byte, flip changes sign between Y and tier0: swing -300.0 mBPB (both CIs exclude zero, signs differ).",
+        "In bits per byte, flip moves X and tier0 the same way (both CIs exclude zero, same sign).",
+    ]
+    assert (
+        no
+        == "A sign change (or transfer) in bits per byte for flip between X and tier1 (the CI on tier1 includes zero)."
+    )
+    assert tier_claims({"regularizer": "none_here"}) == ([], None)  # a study without tiers
+    # the bits-per-byte claims carry them, beside the X/Y ones
+    xy = {"x": None, "y": None, "verdict": "not distinguishable", "swing": None, "why": "no data"}
+    all_yes, all_no = claims(
+        {"measures": True, "bpb_deltas": [{**row, **xy}], "loss_tax": [], "predictors": []}
+    )
+    assert yes[0] in all_yes and no in all_no

@@ -192,7 +192,10 @@ def test_a_sign_change_between_y_and_a_tier_is_reported_with_the_tier_name(tmp_p
     study = {**SPEC, "tiers": ["tiny-llama-s", "tiny-llama-y"], "eval": {"n": n}}
     summary = recipe_report(tmp_path, {"study": study}, recs)
     report = (tmp_path / "report.md").read_text()
-    assert "Δ on tier0 (tiny-llama-s) [95% CI]" in report
+    assert "| Δ on Y [95% CI] | Δ on tier0 (tiny-llama-s) [95% CI] |" in report
+    for table in report.split("\n\n"):  # every markdown table: each row has its header's columns
+        rows = [line for line in table.splitlines() if line.startswith("|")]
+        assert len({row.count(" | ") for row in rows if not row.startswith("|---")}) <= 1, table
     assert "| flip | Y vs tier0 (tiny-llama-s) | sign change |" in report
     assert any(
         "flip changes sign between Y and tier0 (tiny-llama-s)" in c for c in summary["claims"]["supports"]

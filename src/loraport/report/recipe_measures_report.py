@@ -9,6 +9,7 @@ RUN_DIR`), read like the records: without that file the report says how to add t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,32 @@ def cross_base_claims(
     return yes, f"A cross-base sign change (or transfer){of} for {reg}: {row['why']} ({both})."
 
 
+def tier_claims(
+    row: dict[str, Any],
+    *,
+    tier_name: Callable[[str], str] = str,
+    digits: int = 3,
+    unit: str = "",
+    lead: str = "",
+    of: str = "",
+) -> tuple[list[str], str | None]:
+    """What one regularizer's comparisons between X or Y and each capacity tier (the row's
+    `across_tiers`) support, and one line for those it does not (None when every one is claimed);
+    formatted as cross_base_claims does."""
+    reg, yes, quiet = row["regularizer"], [], []
+    for a in row.get("across_tiers", []):
+        pair = f"{a['a'].upper()} and {tier_name(a['b'])}"
+        if a["verdict"] == "sign change":
+            yes.append(
+                f"{lead}{reg} changes sign between {pair}: swing {a['swing']:+.{digits}f}{unit} ({a['why']})."
+            )
+        elif a["verdict"] == "same sign":
+            yes.append(f"{lead}{reg} moves {pair} the same way ({a['why']}).")
+        else:
+            quiet.append(f"{pair} ({a['why']})")
+    return yes, (f"A sign change (or transfer){of} for {reg} between {'; '.join(quiet)}." if quiet else None)
+
+
 def _bpb_claims(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     """Claims on each regularizer's Δ in mBPB per base (positive: it raises the loss)."""
     yes: list[str] = []
@@ -197,8 +224,11 @@ def _bpb_claims(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
             lead="In bits per byte, ",
             of=" in bits per byte",
         )
-        yes += claimed
-        no += [not_claimed] if not_claimed else []
+        tiers_yes, tiers_no = tier_claims(
+            r, digits=1, unit=" mBPB", lead="In bits per byte, ", of=" in bits per byte"
+        )
+        yes += claimed + tiers_yes
+        no += [line for line in (not_claimed, tiers_no) if line]
     return yes, no
 
 

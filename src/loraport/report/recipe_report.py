@@ -28,7 +28,7 @@ from loraport.io import atomic_file
 from loraport.report.fmt import delta_ci as _ci
 from loraport.report.fmt import num as _f
 from loraport.report.recipe_measures_report import claims as measures_claims
-from loraport.report.recipe_measures_report import cross_base_claims
+from loraport.report.recipe_measures_report import cross_base_claims, tier_claims
 from loraport.report.recipe_measures_report import sections as measures_sections
 from loraport.report.recipe_measures_report import summarize as measures_summary
 
@@ -44,21 +44,10 @@ def claims(study: dict[str, Any], summary: dict[str, Any]) -> dict[str, list[str
             "its CI covers the sampling of eval items only."
         )
     for row in summary["deltas"]:
-        reg = row["regularizer"]
         claimed, not_claimed = cross_base_claims(row)
-        yes += claimed
-        no += [not_claimed] if not_claimed else []
-        quiet = []
-        for a in row.get("across_tiers", []):
-            pair = f"{a['a'].upper()} and {_tier(study, a['b'])}"
-            if a["verdict"] == "sign change":
-                yes.append(f"{reg} changes sign between {pair}: swing {a['swing']:+.3f} ({a['why']}).")
-            elif a["verdict"] == "same sign":
-                yes.append(f"{reg} moves {pair} the same way ({a['why']}).")
-            else:
-                quiet.append(f"{pair} ({a['why']})")
-        if quiet:
-            no.append(f"A sign change (or transfer) for {reg} between {'; '.join(quiet)}.")
+        tiers_yes, tiers_no = tier_claims(row, tier_name=lambda t: _tier(study, t))
+        yes += claimed + tiers_yes
+        no += [line for line in (not_claimed, tiers_no) if line]
     for scheme in study.get("schemes", []):
         ref = next(
             (r for r in summary["quant_tax"] if r["regularizer"] == NONE and r["scheme"] == scheme), None
@@ -190,7 +179,7 @@ def markdown(
     ]
     tiers = list(summary["deltas"][0].get("tiers", {})) if summary["deltas"] else []
     if tiers:
-        out[-2] = out[-2][:-1] + "".join(f" Δ on {_tier(study, t)} [95% CI] |" for t in tiers)
+        out[-2] += "".join(f" Δ on {_tier(study, t)} [95% CI] |" for t in tiers)
         out[-1] += "---|" * len(tiers)
     out += [
         f"| {r['regularizer']} | {_ci(r['x'])} | {_ci(r['y'])} |"
@@ -291,7 +280,9 @@ def results_section(folder: str, meta: dict[str, Any], summary: dict[str, Any]) 
     out = [
         f"## {folder}",
         "",
-        f"Recipe-transfer study `{study['name']}`: X = {study['source']}, Y = {study['target']}; tasks "
+        f"Recipe-transfer study `{study['name']}`: X = {study['source']}, Y = {study['target']}"
+        + (f", capacity tiers {', '.join(study['tiers'])}" if study.get("tiers") else "")
+        + "; tasks "
         f"{', '.join(study['heldout'])}; regularizers {', '.join(study.get('regularizers', {}))}; quantized Y "
         f"{', '.join(study.get('schemes', [])) or '(none)'}; seeds {summary['seeds']}; {study['eval']['n']} eval "
         "items per task. " + provenance_line(folder, meta),
