@@ -3,8 +3,8 @@
 torch picks its CPU kernels by the processor's instruction set (AVX-512, AVX2, or none); float
 results differ between them as they differ between machines. Setting ATEN_CPU_CAPABILITY=default
 forces the portable kernels, which simulates another machine on this one. This script runs the
-study twice, in fresh processes (the variable is read when torch loads), each with its own cache
-so nothing is shared, then reports per method whether each run's aggregate gap_recovered lies
+study twice, in fresh processes (the variable is read when torch loads), each with its own study
+cache and its own $LORAPORT_CACHE (align's fitted alignments live there), so nothing is shared, then reports per method whether each run's aggregate gap_recovered lies
 inside the other's 95% CI, and per held-out task whether it is robustly usable in both.
 
     python benchmarks/cross_machine.py                          # studies/starter.yaml, native vs default
@@ -31,9 +31,11 @@ from loraport.bench.store import Store
 PATHS = {"native": None, "default": "default"}  # ATEN_CPU_CAPABILITY per kernel path (None: unset)
 
 
-def _env(capability: str | None) -> dict[str, str]:
+def _env(capability: str | None, cache_root: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("ATEN_CPU_CAPABILITY", None)
+    if cache_root is not None:
+        env["LORAPORT_CACHE"] = str(cache_root)
     if capability is not None:
         env["ATEN_CPU_CAPABILITY"] = capability
     return env
@@ -52,7 +54,7 @@ def run(study: str, out: Path, cap: str | None) -> float:
     t0 = time.perf_counter()
     cmd = [sys.executable, "-c", "from loraport.cli.main import app; app()", "bench", study]
     cmd += ["--out", str(out), "--cache", str(out / "cache")]
-    subprocess.run(cmd, env=_env(cap), check=True)
+    subprocess.run(cmd, env=_env(cap, out / "loraport_cache"), check=True)
     return time.perf_counter() - t0
 
 

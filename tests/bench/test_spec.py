@@ -77,3 +77,34 @@ def test_the_shuffled_source_comes_from_another_domain():
         "sci_context_which": "code_cond_arith",
     }
     assert shuffled_source(["code_paren", "code_cond_arith"], 0) == "code_cond_arith"  # one domain
+
+
+def test_a_list_of_option_maps_is_the_union_of_their_sweeps(tmp_path):
+    data = {
+        **BASE,
+        "methods": {
+            "distill": [
+                {"init": ["zero", "global_ridge"], "steps": 200},
+                {"init": "global_ridge", "steps": 200, "weighting": "excess"},
+                {"init": "global_ridge", "steps": 200},  # already in the first sweep: planned once
+            ]
+        },
+    }
+    study = load_study(write(tmp_path, data))
+    assert study.method_variants() == [
+        ("distill", {"init": "zero", "steps": 200}),
+        ("distill", {"init": "global_ridge", "steps": 200}),
+        ("distill", {"init": "global_ridge", "steps": 200, "weighting": "excess"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("methods", "message"),
+    [
+        ({"distill": []}, "an empty list of option maps"),
+        ({"distill": [{"init": "zero"}, {"inti": "zero"}]}, "inti"),
+    ],
+)
+def test_a_bad_list_of_option_maps_names_the_method(tmp_path, methods, message):
+    with pytest.raises(StudyError, match=message):
+        load_study(write(tmp_path, {**BASE, "methods": methods}))

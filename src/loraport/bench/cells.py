@@ -64,6 +64,11 @@ def _train(cell: Cell, store: Store) -> None:
     from loraport.train import Recipe, train_lora
 
     p = cell.params
+    if p.get("shipped"):  # the package's file, checked against its manifest (zoo.shipped_adapters)
+        from loraport.zoo.shipped_adapters import copy_shipped
+
+        copy_shipped(p["shipped"], store.adapter(cell.key))
+        return
     train_lora(
         p["base"], p["task"], Recipe(**p["recipe"]), out=store.adapter(cell.key), force=True, progress=False
     )

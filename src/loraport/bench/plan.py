@@ -118,6 +118,14 @@ class Planner:
         """The LoRA of `task` on the source or target base, with the study's recipe (or `recipe`,
         a Recipe's JSON dump, which a kind varies: a regularizer, a seed)."""
         recipe = self.recipe if recipe is None else recipe
+        if side == "source" and self.study.source_adapters == "shipped":
+            from loraport.zoo.shipped_adapters import find_shipped
+
+            entry = find_shipped(self.fingerprints[self.study.source], task, recipe)
+            if entry is not None:  # keyed by its bytes: a cache never mixes it with a local training
+                key = content_key("train", "shipped", entry["files"]["adapter_model.safetensors"]["sha256"])
+                params = {"base": self.base[side], "task": task, "recipe": recipe, "shipped": entry["name"]}
+                return self.add("train", key, (), params, f"shipped {task} adapter for {self.base[side]}")
         key = content_key("train", self.fp[side], task, recipe)
         params = {"base": self.base[side], "task": task, "recipe": recipe}
         return self.add("train", key, (), params, label or f"train {task} on {self.base[side]}")

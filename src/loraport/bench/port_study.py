@@ -105,7 +105,9 @@ def target_baselines(p: Planner, task: str, common: dict[str, Any]) -> str:
 
 def has_budget_sweep(study: Study) -> bool:
     """Whether some method is given a list of `steps` budgets (a cost curve, bench.cost_curve)."""
-    return any(isinstance(o.get("steps"), list) and len(o["steps"]) > 1 for o in study.methods.values())
+    return any(
+        isinstance(o.get("steps"), list) and len(o["steps"]) > 1 for m in study.methods for o in study.option_sets(m)
+    )
 
 
 def oracle_checkpoints(p: Planner, study: Study, task: str, oracle: str, common: dict[str, Any]) -> None:

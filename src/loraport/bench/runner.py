@@ -140,7 +140,9 @@ def run_study(
     todo = {k: [c for c in plan.by_kind(k) if not store.has(k, c.key)] for k in order}
     for k in order:
         total = len(plan.by_kind(k))
-        log(f"{k:>5}: {total} cells, {total - len(todo[k])} cached, {len(todo[k])} to compute")
+        shipped = sum(1 for c in todo[k] if c.params.get("shipped"))
+        copied = f" ({shipped} of them copied from the shipped adapters)" if shipped else ""
+        log(f"{k:>5}: {total} cells, {total - len(todo[k])} cached, {len(todo[k])} to compute{copied}")
     if device != "cpu":
         log(f"device: {device} (cells keyed apart from CPU results)")
     for reason in plan.skipped:

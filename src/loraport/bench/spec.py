@@ -11,6 +11,7 @@ Keys (unknown keys are rejected with the closest valid one):
     anchors: [math_add, ...]         # anchor tasks (or "all": every registered anchor task)
     heldout: [math_mul_add, ...]     # held-out tasks (or "all")
     methods:                         # method -> options; a list value is a sweep
+      distill: [{init: [zero, global_ridge]}, {init: global_ridge, weighting: excess}]   # a union of sweeps
       mean: {}
       topk_global_ridge: {k: [2, 4, 8]}
     n_anchors: [4, 8, 16]            # anchor counts N (a sweep); each seed draws its own N anchors
@@ -22,6 +23,7 @@ Keys (unknown keys are rejected with the closest valid one):
     usable_threshold: 0.03           # oracle − base below this: the row is excluded from aggregates
     base_reference: measured         # or chance: on choice tasks base Y counts as at least chance
     controls: {shuffled: true, random: global_ridge}   # see Controls
+    source_adapters: train           # or shipped: source LoRAs the package ships (zoo.shipped_adapters)
     chat_template: auto              # auto: each base's own chat template (raw without one); family; none
 
 A study kind may declare fields of its own (bench.kinds.KindOptions, in the kind's module): they
@@ -95,7 +97,7 @@ class Study(BaseModel):
     target: str
     anchors: list[str] | str = Field(default_factory=list)
     heldout: list[str] | str
-    methods: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    methods: dict[str, dict[str, Any] | list[dict[str, Any]]] = Field(default_factory=dict)
     n_anchors: list[int] = Field(default_factory=lambda: [8])
     seeds: list[int] = Field(default_factory=lambda: [0])
     pools: dict[str, list[str] | str] = Field(default_factory=lambda: {"all": "all"})
@@ -114,6 +116,12 @@ class Study(BaseModel):
     chat_template: Literal["auto", "family", "none"] = Field(
         "auto",
         description="auto: each base's own chat template (raw where it has none); family: also a family template; none: raw",
+    )
+    source_adapters: Literal["train", "shipped"] = Field(
+        "train",
+        description="train: every source LoRA is trained where the study runs; shipped: those the "
+        "package ships (loraport.zoo.shipped_adapters) are copied, checked by sha256, so every machine "
+        "ports the same files",
     )
     kind_options: SerializeAsAny[KindOptions] = Field(
         default_factory=KindOptions,
@@ -226,9 +234,11 @@ class Study(BaseModel):
         for n in self.n_anchors if self.anchors or self.kind == "port" else ():
             if n < 1 or n > len(self.anchors):
                 raise ValueError(f"n_anchors {n} is outside 1..{len(self.anchors)} (the number of anchors)")
-        for method in self.methods:
+        for method, sets in self.methods.items():
             if method not in METHODS:
                 raise ValueError(f"unknown method {method!r}{closest(method, METHODS.names())}")
+            if isinstance(sets, list) and not sets:
+                raise ValueError(f"method {method!r}: an empty list of option maps (give {{}} for the defaults)")
         from loraport.port import get_method
 
         # each variant's options are checked by the method's own pydantic Options model (unknown
@@ -261,14 +271,23 @@ class Study(BaseModel):
             Path(path).write_text(text)
         return text
 
+    def option_sets(self, method: str) -> list[dict[str, Any]]:
+        """A method's option maps: one, or the list the file gives (each a sweep of its own)."""
+        sets = self.methods[method]
+        return list(sets) if isinstance(sets, list) else [sets]
+
     def method_variants(self) -> list[tuple[str, dict[str, Any]]]:
-        """Each method with one value per option (list-valued options are expanded)."""
-        out = []
-        for method, options in self.methods.items():
-            keys = list(options)
-            grids = [options[k] if isinstance(options[k], list) else [options[k]] for k in keys]
-            for combo in itertools.product(*grids):
-                out.append((method, dict(zip(keys, combo, strict=True))))
+        """Each method with one value per option: list-valued options are expanded, and a method
+        given a list of option maps has the union of their expansions (each variant once)."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        for method in self.methods:
+            for options in self.option_sets(method):
+                keys = list(options)
+                grids = [options[k] if isinstance(options[k], list) else [options[k]] for k in keys]
+                for combo in itertools.product(*grids):
+                    variant = (method, dict(zip(keys, combo, strict=True)))
+                    if variant not in out:
+                        out.append(variant)
         return out
 
 
