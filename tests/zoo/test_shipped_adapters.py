@@ -106,3 +106,16 @@ def test_a_source_adapter_cell_trains_where_nothing_is_shipped(adapters_copy):
     _, trained = _starter_plan("train")
     assert {c.key for c in plan.cells.values()} == set(trained.cells)
     assert isinstance(next(iter(plan.cells.values())), Cell)
+
+
+def test_the_report_of_a_study_on_shipped_adapters_says_where_they_came_from(tmp_path):
+    from typer.testing import CliRunner
+
+    from loraport.cli.main import app
+
+    run = tmp_path / "run"
+    shutil.copytree(Path(__file__).parents[2] / "results" / "distill_variants", run)
+    assert json.loads((run / "run.json").read_text())["study"]["source_adapters"] == "shipped"
+    result = CliRunner().invoke(app, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "Source adapters: the package's own (`source_adapters: shipped`" in (run / "report.md").read_text()

@@ -288,7 +288,7 @@ def port_markdown(meta, tasks, agg, usable, records, summary) -> str:
         "",
         "## Provenance",
         "",
-        f"loraport {meta['loraport_version']}, Python {meta['python']}, executor {meta['executor']} on {meta.get('device') or 'cpu'}, {meta['seconds']} s wall{_history(meta)}; cells {meta['cells']}, computed this run {meta['computed']}. Recipe: `{json.dumps(study['recipe'])}`.",
+        f"loraport {meta['loraport_version']}, Python {meta['python']}, executor {meta['executor']} on {meta.get('device') or 'cpu'}, {meta['seconds']} s wall{_history(meta)}; cells {meta['cells']}, computed this run {meta['computed']}. Recipe: `{json.dumps(study['recipe'])}`.{_sources(study)}",
         "",
     ]
     L += [
@@ -298,6 +298,16 @@ def port_markdown(meta, tasks, agg, usable, records, summary) -> str:
         "",
     ]
     return "\n".join(L)
+
+
+def _sources(study: dict[str, Any]) -> str:
+    """Where the source adapters came from, when not trained by this study's runs."""
+    if study.get("source_adapters") != "shipped":
+        return ""
+    return (
+        " Source adapters: the package's own (`source_adapters: shipped`: loraport.zoo.shipped_adapters, "
+        "copied and checked by sha256 where base, task and recipe match; any other trained here)."
+    )
 
 
 def _topk_selections(records: list[dict[str, Any]], pools: list[str]) -> list[str]:
