@@ -69,17 +69,22 @@ def shipped_root(root: Path | None = None) -> Path:
 
 def read_manifest(root: Path | None = None) -> dict[str, Any]:
     """The manifest's `models` table ({} when nothing is shipped); one-line errors name the file."""
-    path = shipped_root(root) / MANIFEST
+    return manifest_table(shipped_root(root) / MANIFEST, "models", FORMAT, "shipped-zoo")
+
+
+def manifest_table(path: Path, table: str, fmt: int, what: str) -> dict[str, Any]:
+    """The `table` of the package manifest at `path` ({} when the file is absent); a manifest that
+    does not parse, or is of another format, is a one-line ModelLoadError naming the file."""
     if not path.is_file():
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        models = data["models"]
-        if data.get("format") != FORMAT or not isinstance(models, dict):
-            raise ValueError(f"expected format {FORMAT} with a models table")
+        entries = data[table]
+        if data.get("format") != fmt or not isinstance(entries, dict):
+            raise ValueError(f"expected format {fmt} with a {table} table")
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError(f"{path}: unreadable shipped-zoo manifest ({exc}); reinstall loraport") from None
-    return models
+        raise ModelLoadError(f"{path}: unreadable {what} manifest ({exc}); reinstall loraport") from None
+    return entries
 
 
 def shipped_entry(spec: ZooSpec, root: Path | None = None) -> dict[str, Any] | None:

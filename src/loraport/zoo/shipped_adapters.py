@@ -30,6 +30,7 @@ from typing import Any
 
 from loraport.errors import ModelLoadError
 from loraport.io import atomic_dir, atomic_file, sha256_file
+from loraport.zoo.shipped import manifest_table
 
 #: Where the shipped adapters live (tests point it at a temporary copy).
 ADAPTERS_ROOT = Path(__file__).parent / "shipped_adapters"
@@ -41,18 +42,7 @@ FILES = ("adapter_config.json", "adapter_model.safetensors", "train_log.json")
 def read_manifest(root: Path | None = None) -> dict[str, Any]:
     """The manifest's `adapters` table ({} when none are shipped); one-line errors name the file."""
     path = (ADAPTERS_ROOT if root is None else Path(root)) / MANIFEST
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        adapters = data["adapters"]
-        if data.get("format") != FORMAT or not isinstance(adapters, dict):
-            raise ValueError(f"expected format {FORMAT} with an adapters table")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError(
-            f"{path}: unreadable shipped-adapter manifest ({exc}); reinstall loraport"
-        ) from None
-    return adapters
+    return manifest_table(path, "adapters", FORMAT, "shipped-adapter")
 
 
 def find_shipped(
