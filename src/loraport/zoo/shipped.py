@@ -113,17 +113,21 @@ def shipped_folder(spec: ZooSpec, root: Path | None = None) -> Path | None:
 _verified: set[tuple[str, int, int, int, str]] = set()
 
 
-def verify_folder(name: str, folder: Path, files: dict[str, dict[str, Any]]) -> None:
+def verify_folder(
+    name: str, folder: Path, files: dict[str, dict[str, Any]], how: str | None = None, what: str = "the shipped zoo"
+) -> None:
     """Raise ModelLoadError (one line, naming the file) unless `folder` holds exactly `files`, each
-    with the size and sha256 the manifest gives."""
-    how = (
-        f"reinstall loraport to restore it (or pass a rebuild as the base: "
-        f"`loraport zoo build --from-scratch {name}` prints its folder)"
-    )
+    with the size and sha256 the manifest gives; `how` says how to restore it (default: the zoo's
+    way), `what` names the collection (the shipped adapters use this check too)."""
+    if how is None:
+        how = (
+            f"reinstall loraport to restore it (or pass a rebuild as the base: "
+            f"`loraport zoo build --from-scratch {name}` prints its folder)"
+        )
     for fname, want in files.items():
         path = folder / fname
         if not path.is_file():
-            raise ModelLoadError(f"{path}: missing from the shipped zoo (listed in {MANIFEST}); {how}")
+            raise ModelLoadError(f"{path}: missing from {what} (listed in {MANIFEST}); {how}")
         st = path.stat()
         key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino, want["sha256"])
         if key in _verified:
@@ -143,7 +147,7 @@ def verify_folder(name: str, folder: Path, files: dict[str, dict[str, Any]]) -> 
         p.name for p in folder.iterdir() if p.is_file() and p.name not in files and not p.name.startswith(".")
     )
     if extra:
-        raise ModelLoadError(f"{folder / extra[0]}: not part of the shipped zoo (not in {MANIFEST}); {how}")
+        raise ModelLoadError(f"{folder / extra[0]}: not part of {what} (not in {MANIFEST}); {how}")
 
 
 def compare_with_shipped(name: str, folder: Path, root: Path | None = None) -> list[FileCheck] | None:

@@ -30,7 +30,7 @@ from typing import Any
 
 from loraport.errors import ModelLoadError
 from loraport.io import atomic_dir, atomic_file, sha256_file
-from loraport.zoo.shipped import manifest_table
+from loraport.zoo.shipped import manifest_table, verify_folder
 
 #: Where the shipped adapters live (tests point it at a temporary copy).
 ADAPTERS_ROOT = Path(__file__).parent / "shipped_adapters"
@@ -65,15 +65,7 @@ def copy_shipped(name: str, out: str | Path, root: Path | None = None) -> Path:
         raise ModelLoadError(f"{root / MANIFEST}: no shipped adapter {name!r}; reinstall loraport")
     folder = root / name
     how = "reinstall loraport to restore it, or set `source_adapters: train` in the study to train it here"
-    for fname, want in entry["files"].items():
-        path = folder / fname
-        if not path.is_file():
-            raise ModelLoadError(f"{path}: missing from the shipped adapters (listed in {MANIFEST}); {how}")
-        got = sha256_file(path)
-        if got != want["sha256"]:
-            raise ModelLoadError(
-                f"{path}: sha256 {got[:16]}… does not match {MANIFEST} ({want['sha256'][:16]}…); {how}"
-            )
+    verify_folder(name, folder, entry["files"], how=how, what="the shipped adapters")
     with atomic_dir(out, force=True) as tmp:
         for fname in entry["files"]:
             if fname != "train_log.json":
